@@ -1,0 +1,1 @@
+"""Models, one file per family: find a model by what it is."""
