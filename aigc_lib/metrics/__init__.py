@@ -1,0 +1,1 @@
+"""Metrics: image (MNIST-FID), toy (ring modes), text (perplexity, diversity)."""
