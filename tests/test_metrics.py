@@ -1,0 +1,82 @@
+"""MNIST-FID and ring metrics: closed forms, invariances and clear errors."""
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from aigc_lib.data import load_mnist, ring, ring_modes
+from aigc_lib.metrics.image import fid_from_features, mnist_fid
+from aigc_lib.metrics.toy import ring_metrics
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    f = torch.randn(500, 16)
+    assert fid_from_features(f, f) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fid_equal_covariances_is_squared_mean_distance():
+    """Shifting every feature by delta keeps the covariance: FID = ||delta||^2 exactly."""
+    f = torch.randn(400, 8, dtype=torch.float64) @ torch.randn(8, 8, dtype=torch.float64)
+    delta = torch.arange(8, dtype=torch.float64) / 4
+    assert fid_from_features(f, f + delta) == pytest.approx((delta ** 2).sum().item(), rel=1e-6)
+
+
+def test_fid_trace_term_matches_scipy_sqrtm():
+    rng = np.random.default_rng(0)
+    f_a, f_b = rng.normal(size=(300, 6)) @ rng.normal(size=(6, 6)), rng.normal(size=(200, 6)) + 1
+    S_a, S_b = np.cov(f_a, rowvar=False), np.cov(f_b, rowvar=False)
+    expected = (((f_a.mean(0) - f_b.mean(0)) ** 2).sum()
+                + np.trace(S_a + S_b - 2 * scipy.linalg.sqrtm(S_a @ S_b).real))
+    assert fid_from_features(f_a, f_b) == pytest.approx(expected, rel=1e-6)
+
+
+def test_fid_gaussians_closed_form_in_1d():
+    """1-D: FID = (mu_a - mu_b)^2 + (sigma_a - sigma_b)^2."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(200_000, 1, generator=g), 3 + 2 * torch.randn(200_000, 1, generator=g)
+    assert fid_from_features(a, b) == pytest.approx(9 + 1, rel=0.02)
+
+
+def test_fid_bad_input():
+    with pytest.raises(ValueError, match="feature sizes"):
+        fid_from_features(torch.randn(5, 3), torch.randn(5, 4))
+    with pytest.raises(ValueError, match="N >= 2"):
+        fid_from_features(torch.randn(1, 3), torch.randn(5, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        fid_from_features(torch.full((5, 3), float("nan")), torch.randn(5, 3))
+    with pytest.raises(ValueError, match="N x 1 x 28 x 28"):
+        mnist_fid(torch.rand(10, 28, 28), torch.rand(10, 1, 28, 28))
+
+
+def test_ring_metrics_on_real_samples():
+    x = ring(8000, generator=torch.Generator().manual_seed(0))
+    m = ring_metrics(x)
+    assert m["modes_covered"] == 8
+    assert m["high_quality"] == pytest.approx(1 - math.exp(-4.5), abs=0.005)  # 2-D: P(r < 3 sigma)
+    assert sum(m["counts"]) == round(m["high_quality"] * 8000)
+
+
+def test_ring_metrics_detects_collapse_and_junk():
+    one_mode = ring_modes()[3] + 0.01 * torch.randn(500, 2)
+    m = ring_metrics(one_mode)
+    assert m["modes_covered"] == 1 and m["high_quality"] == 1.0 and m["counts"][3] == 500
+    assert ring_metrics(torch.zeros(100, 2)) == {"modes_covered": 0, "high_quality": 0.0, "counts": [0] * 8}
+
+
+def test_ring_metrics_bad_input():
+    with pytest.raises(ValueError, match="N x 2"):
+        ring_metrics(torch.zeros(10, 3))
+    with pytest.raises(ValueError, match="std > 0"):
+        ring_metrics(torch.zeros(10, 2), std=0)
+
+
+@pytest.mark.slow
+def test_mnist_fid_floor_is_small_and_noise_is_far():
+    x_train, _ = load_mnist("train")
+    x_test, _ = load_mnist("test")
+    assert mnist_fid(x_test, x_test) == pytest.approx(0.0, abs=1e-3)
+    floor = mnist_fid(x_train[:1000], x_test)
+    noise = mnist_fid(torch.rand(1000, 1, 28, 28), x_test)
+    assert floor < 0.05 * noise
