@@ -22,3 +22,25 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
         return value
     _glue(name, value, display=display)
     return value
+
+
+REPOSITORY = "aigc-book/aigc-principles-and-practice"
+_BADGE_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="117" height="20" role="img" aria-label="Open in Colab">'
+    '<title>Open in Colab</title><rect rx="3" width="117" height="20" fill="#555"/>'
+    '<rect rx="3" x="43" width="74" height="20" fill="#f9ab00"/><rect x="43" width="4" height="20" fill="#f9ab00"/>'
+    '<g fill="#fff" text-anchor="middle" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11">'
+    '<text x="22" y="14">Open</text><text x="80" y="14" fill="#222">in Colab</text></g></svg>'
+)
+
+
+def colab_badge(notebook: str) -> str:
+    """The HTML of the 'Open in Colab' badge for ``notebooks/<notebook>``, with the badge image
+    inlined as a data URI so that a page showing it makes no request to another server."""
+    import base64
+
+    if not notebook.endswith(".ipynb"):
+        raise ValueError(f"give the notebook's file name, e.g. '01_background.ipynb', got {notebook!r}")
+    src = "data:image/svg+xml;base64," + base64.b64encode(_BADGE_SVG.encode()).decode()
+    url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{notebook}"
+    return f'<a href="{url}"><img src="{src}" alt="Open In Colab"/></a>'

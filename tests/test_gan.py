@@ -171,3 +171,12 @@ def test_short_ring_training_raises_modes_covered():
     after = ring_metrics(G.sample(1000, generator=torch.Generator().manual_seed(1)))
     assert after["modes_covered"] >= before["modes_covered"] + 3
     assert after["high_quality"] > before["high_quality"] + 0.1
+
+
+def test_pacgan_packs_samples_for_the_discriminator():
+    G, D = MLPGenerator(z_dim=2, hidden=8), MLPDiscriminator(in_shape=(4,), hidden=8)  # packs of 2
+    h = train_gan(G, D, ring(64), steps=3, batch_size=8, pack=2, progress=False)
+    assert len(h["loss_D"]) == 3
+    with pytest.raises(ValueError, match="pack"):
+        train_gan(G, D, ring(64), steps=1, batch_size=7, pack=2, progress=False)
+

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from aigc_lib.notebook import colab_badge
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 SETUP_LINES = ['if "google.colab" in sys.modules:', '%pip install -q "aigc_lib[full] @ git+']
@@ -44,7 +46,7 @@ def test_starts_with_badge_and_setup(path):
     cells = load(path)["cells"]
     badge, setup = source(cells[0]), source(cells[1])
     assert cells[0]["cell_type"] == "markdown" and "Open In Colab" in badge
-    assert f"/blob/main/notebooks/{path.name})" in badge, "the Colab badge must open this notebook"
+    assert colab_badge(path.name) in badge, "cell 1 must start with colab_badge(name): the badge for this notebook"
     assert "data:image/svg+xml" in badge, "the badge image must be inline (no outside request)"
     assert cells[1]["cell_type"] == "code" and all(line in setup for line in SETUP_LINES)
 

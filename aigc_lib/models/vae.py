@@ -38,6 +38,7 @@ class VAEConfig:
     n_layers: int = 1                        # MLP: hidden layers in encoder and in decoder
     likelihood: str = "bernoulli"            # p(x|z): "bernoulli" for [0, 1] pixels, "gaussian" for R^d
     beta: float = 1.0                        # weight of the KL term in the training loss
+    sigma_x: float | None = None             # gaussian: fixed std of p(x|z), or None to learn it
 
     def __post_init__(self):
         self.x_shape = tuple(self.x_shape)
@@ -51,6 +52,8 @@ class VAEConfig:
         for name in ("z_dim", "hidden", "channels", "n_layers"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        if self.sigma_x is not None and not self.sigma_x > 0:
+            raise ValueError(f"sigma_x must be > 0 (or None to learn it), got {self.sigma_x!r}")
         if not self.beta >= 0:
             raise ValueError(f"beta must be >= 0 (1 gives the ELBO), got {self.beta!r}")
 
@@ -161,8 +164,13 @@ class VAE(nn.Module):
         self.cfg = cfg = cfg if cfg is not None else VAEConfig(**kwargs)
         enc, dec = (MLPEncoder, MLPDecoder) if cfg.arch == "mlp" else (ConvEncoder, ConvDecoder)
         self.encoder, self.decoder = enc(cfg), dec(cfg)
-        # Gaussian p(x|z) = N(decoder(z), diag sigma_x^2) with one learned log sigma_x^2 per coordinate
-        self.logvar_x = nn.Parameter(torch.zeros(cfg.x_shape)) if cfg.likelihood == "gaussian" else None
+        # Gaussian p(x|z) = N(decoder(z), diag sigma_x^2): sigma_x fixed, or learned per coordinate
+        if cfg.likelihood == "gaussian" and cfg.sigma_x is None:
+            self.logvar_x = nn.Parameter(torch.zeros(cfg.x_shape))
+        elif cfg.likelihood == "gaussian":
+            self.register_buffer("logvar_x", torch.full(cfg.x_shape, 2 * math.log(cfg.sigma_x)))
+        else:
+            self.logvar_x = None
 
     def check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() != 1 + len(self.cfg.x_shape) \

@@ -342,7 +342,8 @@ def shakespeare_char_config(**overrides) -> dict:
     """The chapter-7 character model and its training run, sized by the profile.
 
     ``quick`` is nanoGPT's CPU recipe for shakespeare_char (4 layers, 4 heads, 128-d, context 64,
-    batch 12, 2,000 steps); ``full`` is its GPU recipe (6 layers, 6 heads, 384-d, context 256,
+    batch 12, 2,000 steps) with twice its peak learning rate (2e-3 instead of 1e-3, which lowers
+    the final validation loss at the same cost); ``full`` is its GPU recipe (6 layers, 6 heads, 384-d, context 256,
     batch 64, 5,000 steps, dropout 0.2). ``overrides`` replace fields of the model
     (``n_layer``, ``n_head``, ``n_embd``, ``dropout``, ``bias``) or of :class:`LMTrainConfig`;
     ``block_size`` sets both. Every field is in the returned dict, which is the cache key.
@@ -353,7 +354,7 @@ def shakespeare_char_config(**overrides) -> dict:
     model = by_profile(quick=dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=True),
                        full=dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2, bias=True))
     train = by_profile(
-        quick=dict(steps=2000, batch_size=12, block_size=64, lr=1e-3, min_lr=1e-4, warmup_steps=100,
+        quick=dict(steps=2000, batch_size=12, block_size=64, lr=2e-3, min_lr=1e-4, warmup_steps=100,
                    eval_interval=250, eval_batches=20, checkpoint_interval=500),
         full=dict(steps=5000, batch_size=64, block_size=256, lr=1e-3, min_lr=1e-4, warmup_steps=100,
                   eval_interval=250, eval_batches=200, compile=True, checkpoint_interval=1000))
