@@ -95,87 +95,26 @@ def scatter_2d(points: Mapping[str, torch.Tensor | np.ndarray], *, title: str = 
 
 
 def timeline(events: Sequence[tuple[float, str, str]], *, title: str = "", ax=None):
-    """Plot dated events ``(year, label, family)`` on a horizontal time axis, coloured by family."""
+    """Plot dated events ``(year, label, family)``: one row per event, coloured by family.
+
+    Fractional years only order events within a year; labels show the whole year.
+    """
     if not events:
         raise ValueError("timeline needs at least one (year, label, family) event")
     events = sorted(events)
     families = list(dict.fromkeys(f for _, _, f in events))
     colours = plt.get_cmap("tab10")
     if ax is None:
-        _, ax = plt.subplots(figsize=(12, 5))
-    levels = np.tile([1.0, -1.0, 2.0, -2.0, 3.0, -3.0], len(events))[:len(events)]
-    for (year, label, family), level in zip(events, levels):
+        _, ax = plt.subplots(figsize=(9, 0.32 * len(events) + 1.2))
+    rows = np.arange(len(events))[::-1]
+    for row, (year, label, family) in zip(rows, events):
         c = colours(families.index(family))
-        ax.vlines(year, 0, level, color=c, lw=1)
-        ax.plot(year, 0, "o", color=c, ms=5)
-        ax.annotate(f"{label} ({year:.0f})", (year, level), xytext=(0, 4 if level > 0 else -12),
-                    textcoords="offset points", ha="center", fontsize=8, color=c)
-    ax.axhline(0, color="k", lw=0.8)
+        ax.hlines(row, events[0][0] - 2, year, color=c, lw=0.6, alpha=0.4)
+        ax.plot(year, row, "o", color=c, ms=7)
+    ax.set_yticks(rows, [f"{int(y)}  {label}" for y, label, _ in events], fontsize=9)
     for f in families:
         ax.plot([], [], "o", color=colours(families.index(f)), label=f)
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
-    ax.set_ylim(-3.8, 3.8)
-    ax.set_yticks([])
-    for side in ("left", "right", "top"):
-        ax.spines[side].set_visible(False)
+    ax.legend(loc="lower left", fontsize=8, title="family", title_fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
     ax.set(title=title, xlabel="year")
     return ax
-
-
-# ----------------------------------------------------------------------------- VAE helpers (chapter 3)
-def reconstruction_grid(x, x_hat, *, title: str = "Test digits and their reconstructions"):
-    """Two labelled rows: inputs ``x`` and reconstructions ``x_hat`` (each N x 1 x H x W)."""
-    if len(x) != len(x_hat):
-        raise ValueError(f"x and x_hat must hold the same number of images, got {len(x)} and {len(x_hat)}")
-    return image_grid(torch.cat([torch.as_tensor(x), torch.as_tensor(x_hat)]), nrow=len(x),
-                      row_labels=["input", "recon."], title=title)
-
-
-def latent_manifold(decode, n: int = 15, *, title: str = "Decoded 2-D latent grid", ax=None):
-    """Decode an n x n grid of z = (z1, z2) placed at the Gaussian quantiles 1/(2n) ... 1 - 1/(2n).
-
-    ``decode`` maps an (n*n) x 2 tensor to (n*n) x 1 x H x W images in [0, 1]. Quantile spacing
-    gives every tile equal prior mass, so the picture shows where p(z) actually puts samples.
-    """
-    from scipy.stats import norm
-
-    if n < 2:
-        raise ValueError(f"n must be >= 2, got {n}")
-    q = torch.tensor(norm.ppf((np.arange(n) + 0.5) / n), dtype=torch.float32)
-    z = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).reshape(-1, 2)  # rows: z2 high -> low
-    with torch.no_grad():
-        imgs = _to_numpy_images(decode(z))
-    h, w = imgs.shape[-2:]
-    canvas = imgs[:, 0].reshape(n, n, h, w).transpose(0, 2, 1, 3).reshape(n * h, n * w)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 6))
-    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1)
-    ticks = np.arange(n) * w + w / 2
-    labels = [f"{v:.1f}" for v in q.numpy()]
-    ax.set_xticks(ticks[::2], labels[::2]), ax.set_yticks(ticks[::2], labels[::-1][::2])
-    ax.set(title=title, xlabel="$z_1$", ylabel="$z_2$")
-    return ax
-
-
-def latent_scatter(z, labels, *, title: str = "Encoder means of test digits", ax=None):
-    """Scatter 2-D latent codes coloured by class label (0-9), with a legend."""
-    z = z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z)
-    labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-    if z.ndim != 2 or z.shape[1] != 2 or len(z) != len(labels):
-        raise ValueError(f"z must be N x 2 with N labels, got {z.shape} and {len(labels)} labels")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5.5, 5))
-    for c in np.unique(labels):
-        ax.scatter(*z[labels == c].T, s=6, alpha=0.7, color=plt.get_cmap("tab10")(int(c) % 10), label=str(c))
-    ax.set(title=title, xlabel="$\\mu_1(x)$", ylabel="$\\mu_2(x)$")
-    ax.legend(markerscale=3, fontsize=8, ncol=2, title="digit")
-    return ax
-
-
-def interpolation_strips(strips: Sequence, *, row_labels: Sequence[str] | None = None,
-                         title: str = "Interpolations"):
-    """Show each strip (steps x 1 x H x W images) as one labelled row; all strips the same length."""
-    if not strips or len({len(s) for s in strips}) != 1:
-        raise ValueError("interpolation_strips needs one or more strips of equal length")
-    return image_grid(torch.cat([torch.as_tensor(s) for s in strips]), nrow=len(strips[0]),
-                      row_labels=row_labels, title=title)

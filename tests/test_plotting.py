@@ -27,3 +27,13 @@ def test_curves_and_scatter():
     assert ax.get_xlim() == (-3, 3)
     with pytest.raises(ValueError, match="N x 2"):
         scatter_2d({"bad": torch.randn(10, 3)})
+
+
+def test_timeline_rows_and_whole_year_labels():
+    from aigc_lib.plotting import timeline
+
+    ax = timeline([(2022.9, "ChatGPT", "t"), (2014, "GAN", "a")], title="x")
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["2022  ChatGPT", "2014  GAN"] or set(labels) == {"2014  GAN", "2022  ChatGPT"}
+    with pytest.raises(ValueError):
+        timeline([])
