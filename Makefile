@@ -36,7 +36,8 @@ unit: venv
 	$(BIN)/pytest tests --ignore=tests/site -q
 
 notebooks: venv
-	$(BIN)/pytest --nbval-lax -p no:cacheprovider notebooks/ -q
+	$(BIN)/pytest --nbval-lax -p no:cacheprovider notebooks/ -q --junitxml=_build/nbval.xml
+	@$(BIN)/python .ci/nb_times.py _build/nbval.xml
 
 # Open the built website in headless Chromium with the network off (run after `make book`).
 check-site: venv chromium
