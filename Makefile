@@ -8,7 +8,6 @@ STAMP  := $(VENV)/.installed
 # with trained models cached inside the checkout so `make test` and `make book` share them.
 export AIGC_PROFILE ?= quick
 export AIGC_CACHE   ?= $(CURDIR)/_cache/models
-export MPLBACKEND   ?= Agg
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
 .PHONY: venv book test unit notebooks check-site chromium clean
