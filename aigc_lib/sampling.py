@@ -237,11 +237,13 @@ def generate(model: nn.Module, input_ids: Any, max_new_tokens: int, *, do_sample
     if vocab is not None and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
         raise ValueError(f"prompt token ids must be in [0, {vocab - 1}], got ids in "
                          f"[{int(ids.min())}, {int(ids.max())}]; check that the tokenizer matches the model")
+    # The last step reads the prompt and all new tokens but the last one.
     if (stepper.context is not None and not sliding_window
-            and ids.size(1) + max_new_tokens > stepper.context):
+            and ids.size(1) + max_new_tokens - 1 > stepper.context):
         raise ValueError(f"the prompt ({ids.size(1)} tokens) plus max_new_tokens={max_new_tokens} exceed "
-                         f"the model's context window of {stepper.context} tokens; ask for fewer tokens, "
-                         "shorten the prompt, or pass sliding_window=True")
+                         f"the model's context window of {stepper.context} tokens (the model must read "
+                         f"{ids.size(1) + max_new_tokens - 1}); ask for fewer tokens, shorten the prompt, "
+                         "or pass sliding_window=True")
     try:
         if num_beams > 1:
             return beam_search(stepper, ids, max_new_tokens, num_beams=num_beams,

@@ -163,7 +163,7 @@ class BPETokenizer:
         steps = range(vocab_size - 256)
         if progress:
             from tqdm.auto import tqdm
-            steps = tqdm(steps, desc="BPE merges")
+            steps = tqdm(steps, desc="BPE merges", mininterval=1.0)
         for k in steps:
             if not pair_counts:
                 break

@@ -40,13 +40,3 @@ def test_tiny_training_run_lowers_the_loss():
     train_classifier(model, x, y, epochs=3, batch_size=32, augment=False, progress=False)
     loss_after = torch.nn.functional.cross_entropy(model.eval()(x), y).item()
     assert loss_after < 0.5 * loss_before
-
-
-@pytest.mark.slow
-def test_cached_classifier_is_accurate():
-    model, history = mnist_classifier(with_history=True)
-    assert not model.training
-    x_test, y_test = load_mnist("test")
-    accuracy = (model.predict(x_test) == y_test).float().mean().item()
-    assert accuracy == pytest.approx(history["test_accuracy"])
-    assert accuracy >= 0.95

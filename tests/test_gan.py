@@ -166,8 +166,7 @@ def test_short_ring_training_raises_modes_covered():
     G, D = MLPGenerator(z_dim=2, hidden=64), MLPDiscriminator(hidden=64)
     x = ring(4096, generator=torch.Generator().manual_seed(0))
     before = ring_metrics(G.sample(1000, generator=torch.Generator().manual_seed(1)))
-    train_gan(G, D, x, steps=400, batch_size=128, loss="wgan-gp", n_critic=2, lr_g=1e-3, lr_d=1e-3,
-              betas=(0.5, 0.9), gp_weight=0.1, progress=False)
+    train_gan(G, D, x, steps=800, batch_size=128, lr_g=1e-3, lr_d=1e-3, lr_decay=True, progress=False)
     after = ring_metrics(G.sample(1000, generator=torch.Generator().manual_seed(1)))
     assert after["modes_covered"] >= before["modes_covered"] + 3
     assert after["high_quality"] > before["high_quality"] + 0.1
@@ -180,3 +179,11 @@ def test_pacgan_packs_samples_for_the_discriminator():
     with pytest.raises(ValueError, match="pack"):
         train_gan(G, D, ring(64), steps=1, batch_size=7, pack=2, progress=False)
 
+
+
+def test_config_errors_name_the_valid_kinds():
+    from aigc_lib.training.gan import mnist_gan_config, ring_gan_config
+    with pytest.raises(ValueError, match="vanilla"):
+        ring_gan_config("lsgan")
+    with pytest.raises(ValueError, match="cdcgan"):
+        mnist_gan_config("stylegan")

@@ -87,6 +87,19 @@ def test_config_validation():
         shakespeare_char_config(n_layers=3)
 
 
+def test_profiles_give_nanogpt_shapes(monkeypatch):
+    monkeypatch.setenv("AIGC_PROFILE", "full")  # nanoGPT's shakespeare_char GPU recipe
+    cfg = shakespeare_char_config()
+    assert cfg["model"] == dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2, bias=True)
+    assert (cfg["train"]["steps"], cfg["train"]["batch_size"], cfg["train"]["block_size"]) == (5000, 64, 256)
+    assert cfg["train"]["compile"] and cfg["train"]["mixed_precision"]
+    monkeypatch.setenv("AIGC_PROFILE", "quick")  # its CPU recipe (with a doubled peak learning rate)
+    cfg = shakespeare_char_config(n_embd=64)
+    assert cfg["model"]["n_layer"] == 4 and cfg["model"]["n_embd"] == 64 and cfg["model"]["block_size"] == 64
+    assert (cfg["train"]["steps"], cfg["train"]["batch_size"], cfg["train"]["lr"]) == (2000, 12, 2e-3)
+    assert shakespeare_char_config(block_size=32)["train"]["block_size"] == 32  # sets both
+
+
 def test_training_lowers_loss_and_records_history():
     torch.manual_seed(0)
     model, data = TinyLM(), corpus()

@@ -143,7 +143,8 @@ def test_sliding_window_and_nanogpt_interface():
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=8)).eval()
     with pytest.raises(ValueError, match="sliding_window=True"):
-        generate(model, torch.zeros(1, 3, dtype=torch.long), 10)
+        generate(model, torch.zeros(1, 3, dtype=torch.long), 7)  # reads 3 + 7 - 1 = 9 > 8 tokens
+    assert generate(model, torch.zeros(1, 3, dtype=torch.long), 6).shape == (1, 9)  # reads 8: fits
     out = generate(model, torch.zeros(1, 3, dtype=torch.long), 10, sliding_window=True)
     ref = torch.zeros(1, 3, dtype=torch.long)
     for _ in range(10):  # the definition: argmax given the last block_size tokens

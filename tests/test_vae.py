@@ -89,17 +89,17 @@ def test_iwae_is_above_the_elbo_and_grows_with_k():
     model, x = tiny(), digits(16)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        elbo = torch.stack([-negative_elbo(model, x, beta=1.0, generator=g).neg_elbo for _ in range(1000)]).mean()
-        l1 = torch.stack([iwae_bound(model, x, 1, generator=g) for _ in range(1000)]).mean()
-    assert l1.item() == pytest.approx(elbo.item(), abs=0.3)  # L_1 is the ELBO, in expectation
-    bounds = [iwae_bound(model, x, k, generator=g).mean().item() for k in (10, 100, 1000)]
+        elbo = torch.stack([-negative_elbo(model, x, beta=1.0, generator=g).neg_elbo for _ in range(300)]).mean()
+        l1 = torch.stack([iwae_bound(model, x, 1, generator=g) for _ in range(300)]).mean()
+    assert l1.item() == pytest.approx(elbo.item(), abs=0.5)  # L_1 is the ELBO, in expectation
+    bounds = [iwae_bound(model, x, k, generator=g).mean().item() for k in (10, 100, 500)]
     assert elbo.item() < bounds[0] < bounds[1] < bounds[2]
 
 
 def test_iwae_chunking_gives_the_same_bound():
     model, x = tiny(), digits(3)
-    a = iwae_bound(model, x, 3000, generator=torch.Generator().manual_seed(0), chunk=3000)
-    b = iwae_bound(model, x, 3000, generator=torch.Generator().manual_seed(1), chunk=7)
+    a = iwae_bound(model, x, 1000, generator=torch.Generator().manual_seed(0), chunk=1000)
+    b = iwae_bound(model, x, 1000, generator=torch.Generator().manual_seed(1), chunk=7)
     assert a.shape == (3,) and torch.allclose(a, b, atol=1.0)
 
 
@@ -133,6 +133,7 @@ def test_beta_weights_the_kl():
     assert torch.allclose(t2.loss - t0.loss, 2 * t0.kl.mean())
 
 
+@pytest.mark.slow
 def test_cached_mnist_vae_trains_once(tmp_path, monkeypatch):
     monkeypatch.setenv("AIGC_CACHE", str(tmp_path))
     monkeypatch.setenv("AIGC_PROFILE", "quick")
@@ -177,3 +178,36 @@ def test_bad_config_raises(kw, match):
 def test_bad_k_raises():
     with pytest.raises(ValueError, match="importance samples"):
         iwae_bound(tiny(), digits(2), 0)
+
+
+def test_fixed_sigma_x_is_a_buffer_and_learned_one_a_parameter():
+    fixed = tiny(x_shape=(2,), likelihood="gaussian", sigma_x=0.05)
+    learned = tiny(x_shape=(2,), likelihood="gaussian")
+    assert "logvar_x" in dict(fixed.named_buffers()) and "logvar_x" in dict(learned.named_parameters())
+    assert torch.allclose(fixed.logvar_x.exp().sqrt(), torch.tensor(0.05))
+    with pytest.raises(ValueError, match="sigma_x"):
+        VAEConfig(likelihood="gaussian", x_shape=(2,), sigma_x=0.0)
+
+
+def test_ring_vae_is_cached(tmp_path, monkeypatch):
+    from aigc_lib.training.vae import ring_vae
+    monkeypatch.setenv("AIGC_CACHE", str(tmp_path))
+    model, hist = ring_vae(n=200, epochs=1, progress=False)
+    assert model.cfg.x_shape == (2,) and len(hist["loss"]) == 2
+    assert ring_vae(n=200, epochs=1, progress=False)[1]["train_seconds"] == hist["train_seconds"]
+
+
+def test_plot_helpers():
+    import matplotlib
+    matplotlib.use("Agg")
+    from aigc_lib.plotting import interpolation_strips, latent_manifold, latent_scatter, reconstruction_grid
+    model = tiny(z_dim=2)
+    x = digits(4)
+    assert reconstruction_grid(x, model.mean(model.encode(x)[0])) is not None
+    assert latent_manifold(model.mean, n=4) is not None
+    assert latent_scatter(torch.randn(10, 2), torch.arange(10)) is not None
+    assert interpolation_strips([x, x], row_labels=["a", "b"]) is not None
+    with pytest.raises(ValueError):
+        reconstruction_grid(x, x[:2])
+    with pytest.raises(ValueError):
+        interpolation_strips([x, x[:2]])

@@ -40,15 +40,15 @@ def fid_from_features(f_a, f_b) -> float:
     return float(max(fid, 0.0))
 
 
-@torch.no_grad()
 def mnist_features(x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """The book's MNIST classifier features of images N x 1 x 28 x 28 in [0, 1]."""
     from aigc_lib.models.classifier import mnist_classifier
 
     check_images(x)
-    model = mnist_classifier()
+    model = mnist_classifier()  # outside no_grad: the first call may have to train it
     dev = next(model.parameters()).device
-    return torch.cat([model.features(xb.to(dev)).cpu() for xb in x.split(batch_size)])
+    with torch.no_grad():
+        return torch.cat([model.features(xb.to(dev)).cpu() for xb in x.split(batch_size)])
 
 
 def mnist_fid(x_a: torch.Tensor, x_b: torch.Tensor) -> float:

@@ -170,15 +170,21 @@ def train_sequence_task(model: nn.Module, data, *, steps: int, batch_size: int =
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
     model.train()
     losses = []
-    for _ in tqdm(range(steps), desc="training", disable=not progress):
-        idx, targets = data(batch_size, generator)
-        _, loss = model(idx, targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+    threads = torch.get_num_threads()
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1)  # toy-sized ops: syncing CPU threads costs more than it saves
+    try:
+        for _ in tqdm(range(steps), desc="training", disable=not progress):
+            idx, targets = data(batch_size, generator)
+            _, loss = model(idx, targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
     return {"loss": losses}
 

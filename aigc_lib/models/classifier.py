@@ -79,6 +79,7 @@ def random_shift(x: torch.Tensor, max_shift: float = 2.0, max_degrees: float = 1
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
 
+@torch.enable_grad()  # callable from inside a no_grad block (e.g. a metric that needs a model)
 def train_classifier(model: MNISTClassifier, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 8,
                      batch_size: int = 64, lr: float = 2e-3, augment: bool = True, seed: int = 0,
                      progress: bool = True) -> dict:

@@ -249,10 +249,11 @@ class ELBOTerms:
 
 def check_finite(loss: torch.Tensor, what: str = "loss") -> torch.Tensor:
     """Raise a FloatingPointError that says what to try when a loss is NaN or infinite."""
-    if not torch.isfinite(loss).all():
-        raise FloatingPointError(
-            f"the VAE {what} is {loss.detach().flatten()[~torch.isfinite(loss.detach().flatten())][0].item()}; "
-            "check the inputs for NaN/inf, lower the learning rate, or clip gradients")
+    finite = torch.isfinite(loss)
+    if not finite.all():
+        bad = loss.detach()[~finite].flatten()[0].item()
+        raise FloatingPointError(f"the VAE {what} is {bad}; check the inputs for NaN/inf, "
+                                 "lower the learning rate, or clip gradients")
     return loss
 
 

@@ -154,7 +154,7 @@ def evaluate(model: nn.Module, data: torch.Tensor, block_size: int, batch_size: 
     batches = range(0, len(starts), batch_size)
     if progress:
         from tqdm.auto import tqdm
-        batches = tqdm(batches, desc="evaluate", leave=False)
+        batches = tqdm(batches, desc="evaluate", leave=False, mininterval=1.0)
     for b in batches:
         chunk = starts[b:b + batch_size]
         # the last window may be short: score it separately to keep every batch rectangular
@@ -277,7 +277,8 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
     bar = None
     if progress and rank == 0:
         from tqdm.auto import tqdm
-        bar = tqdm(total=cfg.steps, initial=step, desc="train", leave=False)
+        # few redraws: each one is a message to a notebook's front end
+        bar = tqdm(total=cfg.steps, initial=step, desc="train", leave=False, mininterval=1.0)
     model.train()
     start, start_step = time.perf_counter(), step
     if step == 0:
@@ -318,8 +319,8 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
         history["lr"].append(lr)
         step += 1
         if bar is not None:
+            bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", refresh=False)
             bar.update(1)
-            bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}")
         if step % cfg.eval_interval == 0 or step == cfg.steps:
             validate()
         if cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0 and step < last:
@@ -358,7 +359,7 @@ def shakespeare_char_config(**overrides) -> dict:
                    eval_interval=250, eval_batches=20, checkpoint_interval=500),
         full=dict(steps=5000, batch_size=64, block_size=256, lr=1e-3, min_lr=1e-4, warmup_steps=100,
                   eval_interval=250, eval_batches=200, compile=True, checkpoint_interval=1000))
-    samples = by_profile(quick=[0, 250, 500, 1000, 2000], full=[0, 250, 1000, 2500, 5000])
+    samples = by_profile(quick=[0, 250, 500, 1000, 2000], full=[0, 250, 500, 1000, 5000])
     model_fields = {f.name for f in fields(GPTConfig)} - {"vocab_size"}
     train_fields = {f.name for f in fields(LMTrainConfig)}
     for key, value in overrides.items():
