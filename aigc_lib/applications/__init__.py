@@ -1,0 +1,10 @@
+"""Small, runnable versions of the applications of generative models (chapter 10).
+
+* :mod:`~aigc_lib.applications.digits`: a typed number rendered as handwritten digits by the
+  conditional GAN, and read back by the book's classifier (a miniature "text-to-image");
+* :mod:`~aigc_lib.applications.repair`: inpainting (filling a masked region) and denoising with a
+  trained VAE or GAN as the prior;
+* :mod:`~aigc_lib.applications.audio`: rule-based melodies, note tokens, a tiny GPT over them, a
+  sine/ADSR synthesizer and a WAV writer;
+* :mod:`~aigc_lib.applications.video`: latent walks rendered as frames and written as an animated GIF.
+"""
