@@ -135,3 +135,13 @@ def test_screenshot_of_chapter_one(page, server):
     page.locator("#ch1-ngram").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "01_background_ngram.png"))
     assert (SHOTS / "01_background.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("name", [p for p in PAGES if p.startswith("notebooks/")])
+def test_screenshot_of_each_chapter(page, server, name):
+    """A first-screen picture of every chapter, for people to look at (_build/screenshots/)."""
+    open_page(page, server, name)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name.split('/')[-1]}_top.png"
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000
