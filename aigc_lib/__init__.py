@@ -3,7 +3,7 @@
 
 Every notebook imports from here; every function here is tested in ``tests/``.
 """
-from aigc_lib.config import by_profile, cache_dir, device, profile, seed_everything
+from aigc_lib.config import by_profile, cache_dir, device, generator, profile, run_seed, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["by_profile", "cache_dir", "device", "profile", "seed_everything"]
+__all__ = ["by_profile", "cache_dir", "device", "generator", "profile", "run_seed", "seed_everything"]

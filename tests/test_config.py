@@ -49,3 +49,37 @@ def test_seed_everything_is_deterministic():
 def test_cache_dir_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("AIGC_CACHE", str(tmp_path / "c"))
     assert config.cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
+
+
+def test_seed_offset_shifts_every_seed(monkeypatch):
+    monkeypatch.delenv("AIGC_SEED_OFFSET", raising=False)
+    assert config.seed_offset() == 0 and config.run_seed(5) == 5
+    base = torch.rand(4, generator=config.generator(5))
+    monkeypatch.setenv("AIGC_SEED_OFFSET", "2")
+    assert config.seed_offset() == 2 and config.run_seed(5) == 2005
+    shifted = torch.rand(4, generator=config.generator(5))
+    assert not torch.equal(base, shifted)
+    assert torch.equal(shifted, torch.rand(4, generator=torch.Generator().manual_seed(2005)))
+    g = config.seed_everything(5)
+    assert torch.equal(torch.rand(4, generator=g), shifted)
+
+
+def test_bad_seed_offset_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("AIGC_SEED_OFFSET", "one")
+    with pytest.raises(ValueError, match="integer"):
+        config.seed_offset()
+    monkeypatch.setenv("AIGC_SEED_OFFSET", "-1")
+    with pytest.raises(ValueError, match=">= 0"):
+        config.seed_offset()
+
+
+def test_cache_key_includes_the_seed_offset(monkeypatch):
+    from aigc_lib.cache import cache_key
+
+    monkeypatch.setenv("AIGC_PROFILE", "quick")
+    monkeypatch.delenv("AIGC_SEED_OFFSET", raising=False)
+    k0 = cache_key("m", {"a": 1})
+    monkeypatch.setenv("AIGC_SEED_OFFSET", "0")
+    assert cache_key("m", {"a": 1}) == k0  # offset 0 is the book's own cache
+    monkeypatch.setenv("AIGC_SEED_OFFSET", "1")
+    assert cache_key("m", {"a": 1}) != k0

@@ -187,3 +187,14 @@ def test_config_errors_name_the_valid_kinds():
         ring_gan_config("lsgan")
     with pytest.raises(ValueError, match="cdcgan"):
         mnist_gan_config("stylegan")
+
+
+def test_ring_gans_share_one_sample_budget():
+    from aigc_lib.training.gan import RING_KINDS, ring_gan_config
+
+    def real_samples(kind):
+        t = ring_gan_config(kind)["train"]
+        return t["steps"] * t["n_critic"] * t["batch_size"]
+
+    assert len({real_samples(k) for k in RING_KINDS}) == 1
+    assert ring_gan_config("pacgan")["train"]["pack"] == 2

@@ -188,7 +188,10 @@ def test_shakespeare_gpt_trains_and_caches(tmp_path, monkeypatch):
     model, tok, history = shakespeare_gpt(**kw)
     assert tok.vocab_size == 84 and model.config.vocab_size == 84
     assert history["val_loss"][-1] < history["val_loss"][0]
-    assert history["samples"][0][0] == 30 and len(history["samples"][0][1]) == 301
+    assert history["samples"][0][0] == 30 and len(history["samples"][0][1]) == 300
+    step, texts = history["sample_sets"][0]
+    assert step == 30 and len(texts) == 8 and texts[0] == history["samples"][0][1]
+    assert len(set(texts)) == 8  # eight different samples, not one repeated
     assert 2.0 < history["val_loss_full"] < math.log(84) + 0.1
     assert not list(tmp_path.glob("*.partial.pt"))  # the resumable checkpoint is cleaned up
     again, _, history2 = shakespeare_gpt(**kw)  # from the cache: same weights, no training

@@ -116,6 +116,21 @@ def test_score_function_and_reparam_agree_in_mean_but_not_in_variance():
         mu_gradient_samples(model, x, 2, "magic")
 
 
+def test_score_baseline_is_leave_one_out():
+    model, x = tiny(z_dim=2), digits(2)
+    sf = mu_gradient_samples(model, x, 5, "score", generator=torch.Generator().manual_seed(3))
+    loo = mu_gradient_samples(model, x, 5, "score_baseline", generator=torch.Generator().manual_seed(3))
+    # same draws: score = f * s and baseline = (f - mean of the other four f) * s, s = eps / sigma
+    mu, logvar = model.encode(x)
+    eps = torch.randn((5, *mu.shape), generator=torch.Generator().manual_seed(3))
+    s = eps / torch.exp(0.5 * logvar.detach())
+    f = sf / s
+    expected = (f - (f.sum(0, keepdim=True) - f) / 4) * s
+    torch.testing.assert_close(loo, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="n >= 2"):
+        mu_gradient_samples(model, x, 1, "score_baseline")
+
+
 # ---------------------------------------------------------------- training
 def test_short_training_lowers_the_loss():
     model = tiny()

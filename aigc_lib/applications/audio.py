@@ -36,6 +36,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from aigc_lib.config import generator, run_seed
+
 C_MAJOR = (0, 2, 4, 5, 7, 9, 11)  # pitch classes of the scale, in semitones above C
 GENERATOR_VERSION = 2  # bump when rule_melody changes: it is part of the melody model's cache key
 MOVES = ((-2, 0.1), (-1, 0.35), (0, 0.1), (1, 0.35), (2, 0.1))  # (scale degrees, probability)
@@ -119,7 +121,7 @@ def rule_melodies(n: int, rules: MelodyRules = MelodyRules(), seed: int = 0) -> 
     """``n`` rule-following melodies, an ``n x rules.length`` tensor of MIDI pitches."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
-    rng = random.Random(seed)
+    rng = random.Random(run_seed(seed))
     return torch.tensor([rule_melody(rules, rng) for _ in range(n)])
 
 
@@ -222,7 +224,7 @@ def train_melody_model(model: nn.Module, tokens: torch.Tensor, *, steps: int, ba
         raise ValueError(f"tokens must be N x T token ids with T >= 2, got shape {tuple(tokens.shape)}")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
     dev = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr / 10)

@@ -35,7 +35,12 @@ def ngrams(tokens: Tokens, n: int) -> list[tuple]:
 
 
 def distinct_n(texts: Sequence[str | Tokens], n: int = 2, *, tokenize: Callable = str.split) -> float:
-    """``|distinct n-grams| / |n-grams|`` pooled over all ``texts`` (1.0 = no n-gram repeats)."""
+    """``|distinct n-grams| / |n-grams|`` pooled over all ``texts`` (1.0 = no n-gram repeats).
+
+    A common variant of Li et al.'s (2016) distinct-n, which divides by the number of generated
+    *tokens* instead: a text of L tokens has L - n + 1 n-grams, so the two differ by a factor
+    (L - n + 1) / L, and only this one is 1.0 exactly when no n-gram repeats.
+    """
     if isinstance(texts, str) or len(texts) == 0:
         raise ValueError("texts must be a non-empty list of texts (a single string is not a list)")
     grams = [g for t in texts for g in ngrams(_tokens(t, tokenize), n)]
@@ -46,6 +51,8 @@ def distinct_n(texts: Sequence[str | Tokens], n: int = 2, *, tokenize: Callable 
 
 def repetition_rate(texts: Sequence[str | Tokens], n: int = 4, *, tokenize: Callable = str.split) -> float:
     """Mean over texts of ``rep-n = 1 - |unique n-grams| / |n-grams|`` within each text.
+
+    This is the sequence-level repetition of Welleck et al. (2020), ``seq-rep-n``.
 
     0 means no n-gram occurs twice in a text; degenerate loops ("the the the ...") approach 1.
     Texts with fewer than ``n`` tokens are skipped.

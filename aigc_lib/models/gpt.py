@@ -66,7 +66,10 @@ class KVCache:
 
     ``k[l]`` and ``v[l]`` have shape ``B x n_head x T_past x head_dim``. Passing a cache to
     :meth:`GPT.forward` makes the model attend to the cached tokens and append the new ones, so
-    generating token ``t`` costs one position's work instead of ``t``.
+    step ``t`` of generation runs the projections and MLPs on one position instead of ``t``
+    (O(n d^2) in total for n new tokens instead of O(n^2 d^2)) and attention for one query
+    instead of ``t`` queries (O(n^2 d) in total instead of O(n^3 d)). Attention over the past
+    stays quadratic in total: the cache removes recomputation, not the attention itself.
     """
 
     def __init__(self, n_layer: int):

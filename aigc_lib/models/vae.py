@@ -303,10 +303,14 @@ def mu_gradient_samples(model: VAE, x: torch.Tensor, n: int, estimator: str,
 
     * ``reparam``: d/d mu log p(x | mu + sigma eps)  (pathwise, through the decoder);
     * ``score``:   log p(x|z) * d/d mu log q(z|x) = log p(x|z) (z - mu) / sigma^2  (REINFORCE);
-    * ``score_baseline``: the score estimator with log p(x|z) centred by its mean over the n
-      samples (a control variate; unbiased up to O(1/n)).
-    Both are unbiased for the same gradient; their variances differ by orders of magnitude.
+    * ``score_baseline``: the score estimator with a leave-one-out baseline: sample i subtracts
+      b_i = mean of log p(x|z_j) over the other n - 1 samples (a control variate). b_i does not
+      depend on z_i, so E[b_i d/d mu log q(z_i|x)] = 0 and the estimate stays exactly unbiased; a
+      baseline that included sample i itself would be biased by O(1/n).
+    All three are unbiased for the same gradient; their variances differ by orders of magnitude.
     """
+    if estimator == "score_baseline" and n < 2:
+        raise ValueError(f"the leave-one-out baseline needs n >= 2 samples, got n={n}")
     mu, logvar = (t.detach() for t in model.encode(x))
     eps = torch.randn((n, *mu.shape), generator=generator).to(mu.device)
     sigma = torch.exp(0.5 * logvar)
@@ -321,6 +325,6 @@ def mu_gradient_samples(model: VAE, x: torch.Tensor, n: int, estimator: str,
         with torch.no_grad():
             f = model.log_px_given_z(x_rep, model.decode(z.flatten(0, 1))).view(n, len(x), 1)
         if estimator == "score_baseline":
-            f = f - f.mean(0, keepdim=True)
+            f = f - (f.sum(0, keepdim=True) - f) / (n - 1)  # f_i - mean of the others
         return f * eps / sigma  # (z - mu) / sigma^2 = eps / sigma
     raise ValueError(f"estimator must be 'reparam', 'score' or 'score_baseline', got {estimator!r}")

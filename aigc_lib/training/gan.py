@@ -11,7 +11,7 @@ for three objectives:
 Trained models that other chapters reuse come from get-or-train functions that go through
 :func:`aigc_lib.cache.load_or_train`, so every chapter gets the very same network:
 :func:`mnist_dcgan`, :func:`mnist_cdcgan`, :func:`mnist_mlp_gan`, and the ring GANs of
-:func:`ring_gan`.
+:func:`ring_gan` (several kinds and seeds at once: :func:`ring_gans`).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from aigc_lib.cache import load_or_train
-from aigc_lib.config import by_profile, device, seed_everything
+from aigc_lib.config import by_profile, device, generator, seed_everything
 from aigc_lib.models.gan import (DCGANDiscriminator, DCGANGenerator, Discriminator, Generator,
                                  MLPDiscriminator, MLPGenerator, critic_loss, discriminator_loss,
                                  generator_loss_nonsaturating, generator_loss_saturating,
@@ -156,24 +156,28 @@ RING_KINDS = ("vanilla", "pacgan", "wgan-gp")
 
 
 def ring_gan_config(kind: str = "vanilla") -> dict:
-    """Hyperparameters of the ring GANs.
+    """Hyperparameters of the ring GANs, at one sample budget.
 
     ``"vanilla"``: BCE against the non-saturating loss; ``"pacgan"``: the same, but D judges packs
     of two samples (Lin et al., 2018); ``"wgan-gp"``: a critic with gradient penalty, 5 critic steps
     per generator step and the small penalty weight the WGAN-GP authors use for 2-D toys.
+    The three see the same number of real samples, ``steps * n_critic * batch_size`` (768,000 in
+    the quick profile), so that a comparison of them is not a comparison of budgets: PacGAN's
+    256-sample batches are 128 packs, and WGAN-GP takes a fifth of the generator steps.
     """
     if kind not in RING_KINDS:
         raise ValueError(f"kind must be one of {RING_KINDS}, got {kind!r}")
     model = {"z_dim": 2, "hidden": 128, "depth": 3}
     data = {"n": 20_000, "k": 8, "radius": 2.0, "std": 0.05}
-    train = {"steps": by_profile(quick=3000, full=10_000), "loss": "non-saturating", "batch_size": 256,
+    steps = by_profile(quick=3000, full=10_000)
+    train = {"steps": steps, "loss": "non-saturating", "batch_size": 256,
              "lr_g": 1e-3, "lr_d": 1e-3, "betas": (0.5, 0.999), "n_critic": 1, "pack": 1, "lr_decay": True,
              "snapshot_every": 100, "snapshot_n": 1000, "seed": 0}
-    if kind == "pacgan":  # packs of two; larger batches give D more packs per step
-        train.update(pack=2, batch_size=512, steps=by_profile(quick=4000, full=10_000))
+    if kind == "pacgan":
+        train.update(pack=2)
     elif kind == "wgan-gp":
-        train.update(loss="wgan-gp", steps=by_profile(quick=1000, full=5000), betas=(0.5, 0.9),
-                     n_critic=5, gp_weight=0.1)
+        train.update(loss="wgan-gp", steps=steps // 5, betas=(0.5, 0.9), n_critic=5, gp_weight=0.1,
+                     snapshot_every=20)
     return {"model": model, "data": data, "train": train}
 
 
@@ -196,7 +200,7 @@ def ring_gan(kind: str = "vanilla", progress: bool = True, seed: int | None = No
                    MLPDiscriminator((2 * t["pack"],), m["hidden"], m["depth"])).to(device())
 
     def fit(gan: GAN) -> dict:
-        x = ring(d["n"], d["k"], d["radius"], d["std"], generator=torch.Generator().manual_seed(t["seed"]))
+        x = ring(d["n"], d["k"], d["radius"], d["std"], generator=generator(t["seed"]))
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny MLPs: one thread is faster, and the run is the same on any CPU
         try:
@@ -204,7 +208,36 @@ def ring_gan(kind: str = "vanilla", progress: bool = True, seed: int | None = No
         finally:
             torch.set_num_threads(threads)
 
-    return load_or_train(f"ring-gan-{kind}", cfg, build, fit)
+    return load_or_train(f"ring-gan-{kind}", cfg, build, fit, version=1)
+
+
+def _train_ring_gan(kind: str, seed: int) -> None:
+    ring_gan(kind, progress=False, seed=seed)
+
+
+def ring_gans(kinds=RING_KINDS, seeds=(0, 1, 2), workers: int = 2) -> dict[tuple[str, int], tuple[GAN, dict]]:
+    """``{(kind, seed): (gan, history)}`` for every kind and seed, cached like :func:`ring_gan`.
+
+    Each ring GAN trains on one thread, so the runs that are not cached yet train ``workers`` at a
+    time in separate processes; the results are the same as training them one by one.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from aigc_lib.cache import checkpoint_path
+
+    def cfg_for(kind, seed):
+        cfg = ring_gan_config(kind)
+        cfg["train"] = {**cfg["train"], "seed": seed}
+        return cfg
+
+    runs = [(k, s) for k in kinds for s in seeds]
+    missing = [(k, s) for k, s in runs if not checkpoint_path(f"ring-gan-{k}", cfg_for(k, s), 1).exists()]
+    if workers > 1 and len(missing) > 1:
+        with ProcessPoolExecutor(min(workers, len(missing)), mp_context=get_context("spawn")) as pool:
+            for done in tqdm(pool.map(_train_ring_gan, *zip(*missing)), total=len(missing), desc="ring GANs"):
+                pass
+    return {(k, s): ring_gan(k, progress=False, seed=s) for k, s in runs}
 
 
 # ----------------------------------------------------------------------------- MNIST
@@ -227,11 +260,16 @@ def mnist_gan_config(kind: str = "dcgan") -> dict:
     return {"kind": kind, "model": model, "train": train}
 
 
-def train_mnist_gan(kind: str = "dcgan", progress: bool = True) -> tuple[GAN, dict]:
-    """Train (or load) one of the chapter's MNIST GANs on the train split; returns ``(gan, history)``."""
+def train_mnist_gan(kind: str = "dcgan", progress: bool = True, seed: int | None = None) -> tuple[GAN, dict]:
+    """Train (or load) one of the chapter's MNIST GANs on the train split; returns ``(gan, history)``.
+
+    ``seed`` overrides the configuration's seed (0, the chapter's cached models).
+    """
     from aigc_lib.data import load_mnist
 
     cfg = mnist_gan_config(kind)
+    if seed is not None:
+        cfg["train"] = {**cfg["train"], "seed": seed}
     m, t = cfg["model"], cfg["train"]
     n_classes = 10 if kind == "cdcgan" else 0
 

@@ -33,6 +33,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from aigc_lib.config import run_seed
+
 
 @dataclass
 class LMTrainConfig:
@@ -122,7 +124,7 @@ def estimate_loss(model: nn.Module, data: torch.Tensor, cfg: LMTrainConfig, seed
     """
     was_training = model.training
     model.eval()
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(run_seed(seed))
     device = next(model.parameters()).device
     autocast, _ = _autocast(device, cfg)
     losses = []
@@ -232,7 +234,7 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
     optimizer = configure_optimizer(model, cfg)
     autocast, amp_dtype = _autocast(device, cfg)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    generator = torch.Generator().manual_seed(cfg.seed)  # the same on every process: same global batch
+    generator = torch.Generator().manual_seed(run_seed(cfg.seed))  # the same on every process: same global batch
     history: dict = {"train_loss": [], "lr": [], "eval_step": [], "val_loss": [], "train_eval_loss": [],
                      "tokens_per_step": cfg.batch_size * cfg.block_size, "world_size": world}
     step = 0
@@ -374,20 +376,7 @@ def shakespeare_char_config(**overrides) -> dict:
         if key in train_fields:
             train[key] = value
     return {"model": model, "train": LMTrainConfig(**train).to_dict(), "sample_steps": samples,
-            "sample_chars": 300, "eval": "full-val"}
-
-
-@torch.no_grad()
-def _sample(model: nn.Module, prompt_ids: list[int], n: int, seed: int, temperature: float = 1.0) -> list[int]:
-    """Plain ancestral sampling, x_t ~ softmax(logits / temperature) (chapter 8 covers decoding)."""
-    g = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    idx = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-    for _ in range(n):
-        logits, _ = model(idx[:, -model.config.block_size:])
-        probs = torch.softmax(logits[0, -1].float().cpu() / temperature, dim=-1)
-        idx = torch.cat([idx, torch.multinomial(probs, 1, generator=g).to(device)[None]], dim=1)
-    return idx[0].tolist()
+            "sample_chars": 300, "sample_texts": 8, "eval": "full-val"}
 
 
 def shakespeare_gpt(progress: bool = True, **overrides):
@@ -396,13 +385,15 @@ def shakespeare_gpt(progress: bool = True, **overrides):
     Returns ``(model, tokenizer, history)``; the first call trains (about 1.5 CPU minutes in the
     quick profile), later calls load the checkpoint. ``history`` has the training curves,
     ``val_loss_full`` (nats/char over every character of the validation plays), ``samples``
-    (``[step, text]`` pairs drawn during training) and ``train_seconds``. An interrupted
+    (``[step, text]`` pairs drawn during training), ``sample_sets`` (``[step, texts]``, eight
+    texts per step) and ``train_seconds``. An interrupted
     training resumes from a partial checkpoint in the cache directory.
     """
     from aigc_lib.cache import checkpoint_path, load_or_train
-    from aigc_lib.config import device, seed_everything
+    from aigc_lib.config import device, generator, seed_everything
     from aigc_lib.data import load_shakespeare
     from aigc_lib.models.gpt import GPT, GPTConfig
+    from aigc_lib.sampling import generate
     from aigc_lib.tokenizers import CharTokenizer
 
     cfg = shakespeare_char_config(**overrides)
@@ -418,12 +409,17 @@ def shakespeare_gpt(progress: bool = True, **overrides):
         model.to(device())
         train = torch.tensor(tok.encode(corpus.train), dtype=torch.uint8)
         val = torch.tensor(tok.encode(corpus.val), dtype=torch.uint8)
-        prompt = tok.encode("\n")
+        prompt = torch.tensor([tok.encode("\n")], device=device())
 
         def on_eval(step: int, m: nn.Module, history: dict) -> None:
+            # Plain sampling at temperature 1 (chapter 8 covers decoding), several texts per step so
+            # that statistics of the samples are not one text's luck.
             if step in cfg["sample_steps"]:
-                text = tok.decode(_sample(m, prompt, cfg["sample_chars"], seed=step))
-                history.setdefault("samples", []).append([step, text])
+                out = generate(m, prompt, cfg["sample_chars"], do_sample=True, sliding_window=True,
+                               num_return_sequences=cfg["sample_texts"], generator=generator(step))
+                texts = [tok.decode(row[1:].tolist()) for row in out]
+                history.setdefault("samples", []).append([step, texts[0]])
+                history.setdefault("sample_sets", []).append([step, texts])
 
         history = train_lm(model, train, val, LMTrainConfig(**cfg["train"]), checkpoint=partial,
                            on_eval=on_eval, progress=progress)

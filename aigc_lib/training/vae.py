@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from aigc_lib.cache import load_or_train
-from aigc_lib.config import by_profile, device, seed_everything
+from aigc_lib.config import by_profile, device, generator, seed_everything
 from aigc_lib.models.vae import VAE, VAEConfig, iwae_bound, negative_elbo
 
 TEST_BINARIZATION_SEED = 1234  # fixed forever: the binarized test set every chapter evaluates on
@@ -40,7 +40,7 @@ def binarized_mnist(split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
 def evaluate_elbo(model: VAE, x: torch.Tensor, seed: int = 0, batch_size: int = 500) -> dict[str, float]:
     """Mean -ELBO, distortion (-log p(x|z)) and rate (KL) over ``x``, one z per example, in nats."""
     model.eval()
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
     dev = next(model.parameters()).device
     rec, kl = [], []
     for i in range(0, len(x), batch_size):
@@ -54,7 +54,7 @@ def evaluate_elbo(model: VAE, x: torch.Tensor, seed: int = 0, batch_size: int = 
 def evaluate_iwae(model: VAE, x: torch.Tensor, k: int, seed: int = 0, batch_size: int = 100) -> float:
     """Mean importance-weighted bound L_k over ``x`` (nats; k = 1 is the ELBO), batch by batch."""
     model.eval()
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
     dev = next(model.parameters()).device
     return torch.cat([iwae_bound(model, xb.to(dev), k, generator=g).cpu()
                       for xb in x.split(batch_size)]).mean().item()
@@ -156,7 +156,7 @@ def ring_vae(seed: int = 0, n: int = 4000, z_dim: int = 2, hidden: int = 128, n_
            "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}}
 
     def fit(model: VAE) -> dict:
-        x = ring(n, generator=torch.Generator().manual_seed(10_000 + seed))
+        x = ring(n, generator=generator(10_000 + seed))
         return train_vae(model, x, dynamic_binarization=False, progress=progress, **cfg["train"])
 
     return load_or_train("ring-vae", cfg, build=lambda: VAE(VAEConfig(**cfg["model"])), fit=fit)
