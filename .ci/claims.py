@@ -3,7 +3,7 @@
 Every hidden ``assert`` in a notebook states a claim of the prose. This script executes notebooks
 (in an empty cache, under ``AIGC_SEED_OFFSET`` and a thread count), and after each hidden cell it
 records both sides of every comparison in that cell's top-level asserts, whether or not the assert
-held. ``table`` then prints, for each comparison, its left side's min and max over the runs and in
+held. ``table`` then prints, for each comparison, the min and max of each side over the runs and in
 how many runs it held: the spread that an assert's margin must cover.
 
     python .ci/claims.py run --offset 1 --threads 2 --out _build/claims/o1.json notebooks/02_gan.ipynb
@@ -120,14 +120,21 @@ def table(args) -> None:
         for name, res in json.loads(Path(f).read_text()).items():
             for c in res["claims"]:
                 rows.setdefault((name, c["cell"], c["claim"]), []).append(c)
-    print(f"| notebook | cell | claim | min (left side) | max (left side) | held |\n|---|---|---|---|---|---|")
+
+    def spread(cs, side):
+        values = [c[side] for c in cs if isinstance(c.get(side), float)]
+        if not values:
+            return "-"
+        lo, hi = min(values), max(values)
+        return f"{lo:.4g}" if lo == hi else f"{lo:.4g} .. {hi:.4g}"
+
+    print("| notebook | cell | claim | left side (min .. max) | right side (min .. max) | held |")
+    print("|---|---|---|---|---|---|")
     for (name, cell, claim), cs in rows.items():
-        lefts = [c["left"] for c in cs if isinstance(c.get("left"), float)]
         held = sum(c.get("held", False) for c in cs)
-        lo = f"{min(lefts):.4g}" if lefts else "-"
-        hi = f"{max(lefts):.4g}" if lefts else "-"
         flag = "" if held == len(cs) else " **FAILS**"
-        print(f"| {name} | {cell} | `{claim.replace('|', '/')[:90]}` | {lo} | {hi} | {held}/{len(cs)}{flag} |")
+        print(f"| {name} | {cell} | `{claim.replace('|', '/')[:80]}` | {spread(cs, 'left')} | "
+              f"{spread(cs, 'right')} | {held}/{len(cs)}{flag} |")
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ KV cache) and for any ``transformers`` causal LM (with ``past_key_values``); any
 from __future__ import annotations
 
 import inspect
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -28,7 +28,12 @@ from torch.nn import functional as F
 
 
 def apply_repetition_penalty(logits: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.Tensor:
-    """CTRL's penalty: divide positive logits (multiply negative ones) of tokens seen in ``ids``.
+    """Hugging Face's variant of CTRL's penalty: divide positive logits, multiply negative ones.
+
+    CTRL (Keskar et al. 2019) divides the logit of every token seen in ``ids`` by the penalty
+    whatever its sign, which *raises* the probability of a seen token whose logit is negative;
+    ``transformers`` (and this function) multiply negative logits instead, so the penalty always
+    lowers a seen token's probability.
 
     ``logits`` is B x V, ``ids`` is B x T (the prompt and the tokens generated so far).
     """
@@ -188,7 +193,9 @@ def generate(model: nn.Module, input_ids: Any, max_new_tokens: int, *, do_sample
              repetition_penalty: float = 1.0, num_beams: int = 1, length_penalty: float = 1.0,
              num_return_sequences: int = 1, eos_token_id: int | Iterable[int] | None = None,
              pad_token_id: int | None = None, generator: torch.Generator | None = None,
-             use_cache: bool = True, sliding_window: bool = False) -> torch.Tensor:
+             use_cache: bool = True, sliding_window: bool = False,
+             logits_processor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+             ) -> torch.Tensor:
     """Continue ``input_ids`` (B x T, or T) by up to ``max_new_tokens`` tokens.
 
     Greedy by default; ``do_sample=True`` samples from the processed distribution (temperature,
@@ -198,7 +205,9 @@ def generate(model: nn.Module, input_ids: Any, max_new_tokens: int, *, do_sample
     window must hold the prompt and the new tokens unless ``sliding_window=True`` (then the model
     sees only the last ``block_size`` tokens, as nanoGPT does). Returns the prompt and the new
     tokens, ``(B * num_return_sequences) x (T + new)``; the arguments mean what they mean in
-    Hugging Face ``generate``.
+    Hugging Face ``generate``. ``logits_processor(ids, logits) -> logits`` (optional) edits the
+    model's raw next-token logits (B x V) given the text so far (B x T) before every other rule,
+    e.g. a watermark (:mod:`aigc_lib.watermark`).
     """
     ids = _as_ids(input_ids)
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -227,6 +236,8 @@ def generate(model: nn.Module, input_ids: Any, max_new_tokens: int, *, do_sample
     if not do_sample and num_beams == 1 and num_return_sequences > 1:
         raise ValueError("greedy decoding returns the same sequence every time; use do_sample=True "
                          "or num_beams > 1 for several different sequences")
+    if logits_processor is not None and not callable(logits_processor):
+        raise ValueError("logits_processor must be a callable (ids, logits) -> logits, or None")
     stop = _stop_ids(eos_token_id)
     pad = pad_token_id if pad_token_id is not None else (stop[0] if stop else None)
 
@@ -248,12 +259,13 @@ def generate(model: nn.Module, input_ids: Any, max_new_tokens: int, *, do_sample
         if num_beams > 1:
             return beam_search(stepper, ids, max_new_tokens, num_beams=num_beams,
                                length_penalty=length_penalty, num_return_sequences=num_return_sequences,
-                               stop=stop, pad=pad, repetition_penalty=repetition_penalty)
+                               stop=stop, pad=pad, repetition_penalty=repetition_penalty,
+                               logits_processor=logits_processor)
         ids = ids.repeat_interleave(num_return_sequences, dim=0)
         return _sample_or_greedy(stepper, ids, max_new_tokens, do_sample=do_sample,
                                  temperature=temperature, top_k=top_k, top_p=top_p,
                                  repetition_penalty=repetition_penalty, stop=stop, pad=pad,
-                                 generator=generator)
+                                 generator=generator, logits_processor=logits_processor)
     finally:
         model.train(was_training)
 
@@ -266,11 +278,14 @@ def _vocab_size(model: nn.Module) -> int | None:
 def _sample_or_greedy(stepper: _Stepper, ids: torch.Tensor, max_new_tokens: int, *, do_sample: bool,
                       temperature: float, top_k: int | None, top_p: float | None,
                       repetition_penalty: float, stop: list[int], pad: int | None,
-                      generator: torch.Generator | None) -> torch.Tensor:
+                      generator: torch.Generator | None,
+                      logits_processor: Callable | None = None) -> torch.Tensor:
     finished = torch.zeros(ids.size(0), dtype=torch.bool, device=ids.device)
     stop_t = torch.tensor(stop, device=ids.device)
     for _ in range(max_new_tokens):
         logits = stepper.logits(ids)
+        if logits_processor is not None:
+            logits = logits_processor(ids, logits)
         logits = apply_repetition_penalty(logits, ids, repetition_penalty)
         if do_sample:
             logits = process_logits(logits, ids, temperature=temperature, top_k=top_k, top_p=top_p)
@@ -291,7 +306,8 @@ def _sample_or_greedy(stepper: _Stepper, ids: torch.Tensor, max_new_tokens: int,
 
 def beam_search(stepper: _Stepper, ids: torch.Tensor, max_new_tokens: int, *, num_beams: int,
                 length_penalty: float = 1.0, num_return_sequences: int = 1, stop: list[int] = (),
-                pad: int | None = None, repetition_penalty: float = 1.0) -> torch.Tensor:
+                pad: int | None = None, repetition_penalty: float = 1.0,
+                logits_processor: Callable | None = None) -> torch.Tensor:
     """Keep the ``num_beams`` most likely partial sequences; return the best finished ones.
 
     A sequence's score is ``sum_t log p(y_t | y_<t, prompt) / L ** length_penalty`` with ``L`` its
@@ -313,6 +329,8 @@ def beam_search(stepper: _Stepper, ids: torch.Tensor, max_new_tokens: int, *, nu
     done = [False] * B
     for step in range(max_new_tokens):
         logits = stepper.logits(beams)
+        if logits_processor is not None:
+            logits = logits_processor(beams, logits)
         logp = apply_repetition_penalty(F.log_softmax(logits, dim=-1), beams, repetition_penalty)
         V = logp.size(-1)
         total = (logp.view(B, K, V) + scores[:, :, None]).view(B, K * V)
