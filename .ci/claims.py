@@ -58,7 +58,7 @@ def comparisons(code: str) -> list[tuple[str, str, str, str]]:
         tests = stmt.test.values if isinstance(stmt.test, ast.BoolOp) else [stmt.test]
         for test in tests:
             if not isinstance(test, ast.Compare):
-                pairs.append((ast.unparse(test), ast.unparse(test), "==", "True"))
+                pairs.append((ast.unparse(test), f"bool({ast.unparse(test)})", "==", "True"))
                 continue
             operands = [test.left, *test.comparators]
             for left, op, right in zip(operands, test.ops, operands[1:]):
