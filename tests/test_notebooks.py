@@ -71,3 +71,15 @@ def test_table_of_contents_matches_notebooks():
     listed = {f for f in toc_files() if f.startswith("notebooks/")}
     present = {f"notebooks/{p.stem}" for p in NOTEBOOKS}
     assert listed == present, "every notebook is in _toc.yml and every _toc.yml entry exists"
+
+
+def test_repository_is_the_same_everywhere():
+    """The badge (aigc_lib.notebook.REPOSITORY), the book's repository button (_config.yml) and every
+    notebook's Colab setup cell must name one repository, or a Colab reader installs the wrong code."""
+    from aigc_lib.notebook import REPOSITORY
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["repository"]["url"] == f"https://github.com/{REPOSITORY}"
+    for path in NOTEBOOKS:
+        urls = re.findall(r"git\+(https://github\.com/[\w.-]+/[\w.-]+)", source(load(path)["cells"][1]))
+        assert urls == [f"https://github.com/{REPOSITORY}"], f"{path.name}: the setup cell installs {urls}"

@@ -7,6 +7,7 @@
   (``rep-n = 1 - unique / total`` within one text), averaged over texts;
 * :func:`bleu` (Papineni et al. 2002) and :func:`self_bleu` (Zhu et al. 2018): how much each
   text's n-grams overlap with the others' (high self-BLEU = the samples look alike).
+* :func:`verbatim_lengths`: how much of a text a model writes back from its prefix (memorization).
 
 Texts are strings (split on whitespace) or sequences of tokens (e.g. token ids or characters).
 """
@@ -137,3 +138,35 @@ def perplexity(model: nn.Module, ids: torch.Tensor, *, prompt_length: int = 1) -
         raise ValueError(f"prompt_length must be in [1, {nll.size(1)}] for sequences of length "
                          f"{nll.size(1) + 1}, got {prompt_length}")
     return math.exp(nll[:, prompt_length - 1:].mean().item())
+
+
+@torch.no_grad()
+def verbatim_lengths(model: nn.Module, ids: torch.Tensor, starts: Sequence[int] | torch.Tensor, *,
+                     prefix_length: int = 64, n_new: int = 32, batch_size: int = 256) -> torch.Tensor:
+    """How many tokens of the true continuation the model writes back verbatim, per prompt.
+
+    For each start ``s``, the model greedily continues ``ids[s : s + prefix_length]`` by ``n_new``
+    tokens; the result is the length of the common prefix of that continuation and the text's own
+    ``ids[s + prefix_length : s + prefix_length + n_new]`` (0 to ``n_new``). A continuation that
+    matches in full makes the text *extractable* from the model with that prefix (the greedy
+    "k-extractable" test of Carlini et al. 2021, 2023).
+    """
+    from aigc_lib.sampling import generate
+
+    ids = torch.as_tensor(ids).long()
+    starts = torch.as_tensor(starts, dtype=torch.long)
+    if ids.dim() != 1:
+        raise ValueError(f"ids must be one 1-D sequence of token ids, got shape {tuple(ids.shape)}")
+    if prefix_length < 1 or n_new < 1:
+        raise ValueError("prefix_length and n_new must be >= 1")
+    if len(starts) == 0 or int(starts.min()) < 0 or int(starts.max()) + prefix_length + n_new > len(ids):
+        raise ValueError(f"every start must leave prefix_length + n_new = {prefix_length + n_new} tokens "
+                         f"inside the text of {len(ids)} tokens")
+    window = starts[:, None] + torch.arange(prefix_length + n_new)
+    device = next(model.parameters()).device
+    lengths = []
+    for rows in ids[window].split(batch_size):
+        out = generate(model, rows[:, :prefix_length].to(device), n_new, sliding_window=True).cpu()
+        same = (out[:, prefix_length:] == rows[:, prefix_length:]).long()
+        lengths.append(same.cumprod(1).sum(1))  # matched tokens before the first difference
+    return torch.cat(lengths)

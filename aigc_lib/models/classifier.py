@@ -34,16 +34,19 @@ class MNISTClassifier(nn.Module):
     """conv(32) -> pool -> conv(64) -> pool -> 128 features -> 10 logits.
 
     ``features(x)`` returns the 128-d penultimate activations (after ReLU), used by MNIST-FID.
+    ``n_classes`` changes the task: chapter 11's detector of generated digits has 2 (real, generated).
     """
 
-    def __init__(self, n_features: int = 128, dropout: float = 0.3):
+    def __init__(self, n_features: int = 128, dropout: float = 0.3, n_classes: int = 10):
         super().__init__()
         self.conv = nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # 28 -> 14
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 14 -> 7
             nn.Flatten(), nn.Linear(64 * 7 * 7, n_features), nn.ReLU())
         self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(n_features, 10)
+        if not isinstance(n_classes, int) or n_classes < 2:
+            raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
+        self.out = nn.Linear(n_features, n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The penultimate features phi(x), shape N x n_features."""
@@ -51,7 +54,7 @@ class MNISTClassifier(nn.Module):
         return self.conv(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits, shape N x 10."""
+        """Class logits, shape N x n_classes."""
         return self.out(self.dropout(self.features(x)))
 
     @torch.no_grad()
@@ -85,8 +88,9 @@ def train_classifier(model: MNISTClassifier, x: torch.Tensor, y: torch.Tensor, *
                      progress: bool = True) -> dict:
     """Train with AdamW and cross-entropy (cosine learning-rate decay); returns ``{"loss": [...]}``."""
     check_images(x, "training images")
-    if y.shape != (len(x),) or y.min() < 0 or y.max() > 9:
-        raise ValueError(f"labels must be N = {len(x)} ints in 0..9, got shape {tuple(y.shape)}")
+    k = model.out.out_features
+    if y.shape != (len(x),) or y.min() < 0 or y.max() >= k:
+        raise ValueError(f"labels must be N = {len(x)} ints in 0..{k - 1}, got shape {tuple(y.shape)}")
     gen = seed_everything(seed)
     device = next(model.parameters()).device
     steps = epochs * math.ceil(len(x) / batch_size)
