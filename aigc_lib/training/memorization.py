@@ -35,7 +35,7 @@ def probe_starts(ids: torch.Tensor, span: int, n_new: int, n: int, g: torch.Gene
     from aigc_lib.data import load_shakespeare
 
     space = torch.tensor([c.isspace() for c in load_shakespeare().vocab])
-    starts = torch.randperm(len(ids) - span, generator=g)
+    starts = torch.randperm(len(ids) - span, generator=g)[:20 * n]  # candidates: enough to keep n
     solid = ~space[ids[starts[:, None] + span - n_new + torch.arange(n_new)].long()]
     return starts[solid.sum(1) >= n_new // 2][:n]
 
