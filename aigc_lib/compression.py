@@ -36,38 +36,37 @@ def model_bytes(model: nn.Module) -> int:
 
 def linear_weight_bytes(model: nn.Module) -> int:
     """Bytes of the weights and biases of the model's linear layers, fp32 or int8-quantized."""
+    from torch.ao.nn.quantized.dynamic import Linear as QuantizedLinear
+
     total = 0
     for module in model.modules():
         if isinstance(module, nn.Linear):
-            total += sum(t.numel() * t.element_size() for t in (module.weight, module.bias) if t is not None)
-        elif hasattr(module, "_packed_params") and callable(getattr(module, "weight", None)):
-            w, b = module.weight(), module.bias()  # a dynamically quantized Linear: int8 weight, fp32 bias
-            total += w.numel() * w.element_size() + (b.numel() * b.element_size() if b is not None else 0)
+            tensors = (module.weight, module.bias)
+        elif isinstance(module, QuantizedLinear):
+            tensors = (module.weight(), module.bias())  # int8 weight (1 byte each), fp32 bias
+        else:
+            continue
+        total += sum(t.numel() * t.element_size() for t in tensors if t is not None)
     return total
 
 
-@torch.no_grad()
 def tokens_per_second(model: nn.Module, vocab_size: int, *, batch_size: int = 1, context: int = 64,
                       n_tokens: int = 200, repeats: int = 3) -> float:
-    """Generation speed: tokens/s of plain next-token prediction over a ``context``-long window.
+    """Generation speed: tokens/s of greedy ``generate`` from a full ``context``-long window.
 
-    Each step runs the model on a ``batch_size x context`` window and takes the last position's
-    logits (the book's sliding-window sampling without a KV cache), so the matrix products are
-    what is timed. The best of ``repeats`` timings is returned (the least disturbed by the machine).
+    Sliding-window decoding without a KV cache, so every step runs the model on a
+    ``batch_size x context`` window and the matrix products are what is timed. The best of
+    ``repeats`` timings is returned (the one least disturbed by the machine).
     """
+    from aigc_lib.sampling import generate
+
     if n_tokens < 1 or repeats < 1:
         raise ValueError("n_tokens and repeats must be >= 1")
-    model.eval()
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(vocab_size, (batch_size, context), generator=g)
+    ids = torch.randint(vocab_size, (batch_size, context), generator=torch.Generator().manual_seed(0))
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        for _ in range(n_tokens):
-            out = model(ids)
-            logits = out[0] if isinstance(out, tuple) else out
-            nxt = logits[:, -1].argmax(-1, keepdim=True)
-            ids = torch.cat([ids[:, 1:], nxt], dim=1)
+        generate(model, ids, n_tokens, sliding_window=True, use_cache=False)
         best = min(best, time.perf_counter() - start)
     return batch_size * n_tokens / best
 
