@@ -7,8 +7,10 @@ reported and retrained; it is never used silently.
 
 Typical use in a notebook::
 
-    model, history = load_or_train("mnist-vae", cfg, build=lambda: VAE(**cfg["model"]),
-                                   fit=lambda m: train_vae(m, data, **cfg["train"]))
+    model, history = load_or_train("mnist-vae", config, build=lambda: VAE(**config["model"]),
+                                   fit=lambda m: train_vae(m, data, **config["train"]))
+
+The book's own trained models go through it via their recipes (:mod:`aigc_lib.zoo`).
 """
 from __future__ import annotations
 

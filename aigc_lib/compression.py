@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import copy
 import io
-import time
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from aigc_lib.sampling import generate
+from aigc_lib.timing import best_time
 
 
 # ----------------------------------------------------------------------------- size and speed
@@ -58,17 +60,11 @@ def tokens_per_second(model: nn.Module, vocab_size: int, *, batch_size: int = 1,
     ``batch_size x context`` window and the matrix products are what is timed. The best of
     ``repeats`` timings is returned (the one least disturbed by the machine).
     """
-    from aigc_lib.sampling import generate
-
     if n_tokens < 1 or repeats < 1:
         raise ValueError("n_tokens and repeats must be >= 1")
     ids = torch.randint(vocab_size, (batch_size, context), generator=torch.Generator().manual_seed(0))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        generate(model, ids, n_tokens, sliding_window=True, use_cache=False)
-        best = min(best, time.perf_counter() - start)
-    return batch_size * n_tokens / best
+    seconds, _ = best_time(lambda: generate(model, ids, n_tokens, sliding_window=True, use_cache=False), repeats)
+    return batch_size * n_tokens / seconds
 
 
 # ----------------------------------------------------------------------------- quantization
@@ -194,41 +190,3 @@ class Distillation(nn.Module):
             teacher_logits, _ = self.teacher(idx)
         kd = distillation_loss(logits, teacher_logits, self.temperature)
         return logits, self.alpha * kd + (1 - self.alpha) * ce
-
-
-def distilled_shakespeare_gpt(student: dict | None = None, *, alpha: float = 0.5, temperature: float = 2.0,
-                              progress: bool = True):
-    """A small character GPT distilled from the book's Shakespeare GPT (chapter 7), cached.
-
-    ``student`` sets the student's size (default 3 layers, 64-d: chapter 7's middle scaling model,
-    trained there on the data alone with the same recipe, so the two compare at equal steps). Returns
-    ``(student, history)``; the first call trains (the teacher's forward pass adds about a third to
-    the student's cost).
-    """
-    from aigc_lib.cache import load_or_train
-    from aigc_lib.config import device, seed_everything
-    from aigc_lib.data import load_shakespeare
-    from aigc_lib.models.gpt import GPT, GPTConfig
-    from aigc_lib.training.lm import LMTrainConfig, evaluate, shakespeare_char_config, shakespeare_gpt, train_lm
-
-    size = dict(n_layer=3, n_head=4, n_embd=64) if student is None else dict(student)
-    cfg = shakespeare_char_config(**size, sample_steps=[])
-    cfg["distill"] = {"teacher": shakespeare_char_config(), "alpha": alpha, "temperature": temperature}
-    teacher, tok, _ = shakespeare_gpt(progress=False)
-    corpus = load_shakespeare()
-
-    def build() -> GPT:
-        seed_everything(cfg["train"]["seed"])
-        return GPT(GPTConfig(vocab_size=tok.vocab_size, **cfg["model"]))
-
-    def fit(model: GPT) -> dict:
-        train = torch.tensor(tok.encode(corpus.train), dtype=torch.uint8)
-        val = torch.tensor(tok.encode(corpus.val), dtype=torch.uint8)
-        pair = Distillation(model.to(device()), teacher.to(device()), alpha, temperature)
-        history = train_lm(pair, train, val, LMTrainConfig(**cfg["train"]), progress=progress)
-        history["val_loss_full"] = evaluate(model, val, cfg["model"]["block_size"], progress=progress)
-        model.cpu()
-        return history
-
-    model, history = load_or_train("shakespeare-char-gpt-distilled", cfg, build, fit)
-    return model.to(device()), history

@@ -10,6 +10,7 @@ Notebooks read their sizes through :func:`by_profile` and branch on nothing else
 """
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from pathlib import Path
@@ -48,6 +49,12 @@ def device() -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device a module's parameters (or, failing that, buffers) live on; the CPU if it has neither."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if tensor is None else tensor.device
 
 
 def seed_offset() -> int:

@@ -98,68 +98,97 @@ def process_logits(logits: torch.Tensor, ids: torch.Tensor, *, temperature: floa
 
 
 class _Stepper:
-    """Gives the next-token logits of any supported model, reusing a KV cache where it can."""
+    """Next-token logits of a growing text: the sliding window and the cache bookkeeping."""
 
-    def __init__(self, model: nn.Module, use_cache: bool):
-        from aigc_lib.models.gpt import GPT
-
-        self.model = model
-        self.kind = ("gpt" if isinstance(model, GPT)
-                     else "hf" if hasattr(model, "config") and hasattr(model, "generation_config")
-                     else "plain")
-        self.use_cache = use_cache and self.kind != "plain"
-        self.context = (model.config.block_size if self.kind == "gpt"
-                        else getattr(model.config, "n_positions", None)
-                        or getattr(model.config, "max_position_embeddings", None) if self.kind == "hf"
-                        else getattr(model, "block_size", None))
-        self.state: Any = None
-        self.seen = 0  # tokens already inside self.state
-        self._logits_to_keep = (self.kind == "hf"
-                                and "logits_to_keep" in inspect.signature(model.forward).parameters)
+    def __init__(self, model: nn.Module, context: int | None, use_cache: bool):
+        self.model, self.context, self.use_cache = model, context, use_cache
+        self.reset()
 
     def reset(self) -> None:
-        self.state, self.seen = None, 0
+        self.state: Any = None
+        self.seen = 0  # tokens already inside self.state
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         """Logits (B x V, float32) of the token after ``ids`` (B x T, the whole text so far)."""
         if self.context is not None and ids.size(1) > self.context:
             ids = ids[:, -self.context:]  # sliding window: only the last `context` tokens fit
             self.reset()  # absolute positions shifted, so the cache is stale
-            return self._full(ids)
-        if not self.use_cache:
-            return self._full(ids)
-        new = ids[:, self.seen:]
-        if self.kind == "gpt":
-            if self.state is None:
-                self.state = self.model.new_cache()
-            out = self.model(new, cache=self.state, last_only=True)[0]
+            out = self._full(ids)
+        elif not self.use_cache:
+            out = self._full(ids)
         else:
-            kwargs = dict(logits_to_keep=1) if self._logits_to_keep else {}
-            result = self.model(input_ids=new, past_key_values=self.state, use_cache=True, **kwargs)
-            self.state, out = result.past_key_values, result.logits
-        self.seen = ids.size(1)
+            out = self._step(ids[:, self.seen:])
+            self.seen = ids.size(1)
         return out[:, -1, :].float()
 
     def _full(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.kind == "gpt":
-            out = self.model(ids, last_only=True)[0]
-        elif self.kind == "hf":
-            out = self.model(input_ids=ids, use_cache=False).logits
-        else:
-            out = self.model(ids)
-            out = out[0] if isinstance(out, (tuple, list)) else getattr(out, "logits", out)
-        return out[:, -1, :].float()
+        """Logits (B x T x V) of a forward pass over ``ids``, without a cache."""
+        raise NotImplementedError
+
+    def _step(self, new: torch.Tensor) -> torch.Tensor:
+        """Logits (B x T x V) of the ``new`` tokens, which continue the cached ones."""
+        raise NotImplementedError
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep the cache rows ``index`` (after beam search picked its new beams)."""
+
+
+class _BookCache(_Stepper):
+    """The book's KV-cache protocol: ``model.new_cache()`` and ``model(idx, cache=, last_only=)``."""
+
+    def _full(self, ids):
+        return self.model(ids, last_only=True)[0]
+
+    def _step(self, new):
         if self.state is None:
-            return
-        if self.kind == "gpt":
+            self.state = self.model.new_cache()
+        return self.model(new, cache=self.state, last_only=True)[0]
+
+    def reorder(self, index):
+        if self.state is not None:
             self.state.reorder(index)
-        elif hasattr(self.state, "reorder_cache"):
+
+
+class _HFCache(_Stepper):
+    """A ``transformers`` causal LM, its cache in ``past_key_values``."""
+
+    def __init__(self, model: nn.Module, context: int | None, use_cache: bool):
+        super().__init__(model, context, use_cache)
+        self.keep_last = "logits_to_keep" in inspect.signature(model.forward).parameters
+
+    def _full(self, ids):
+        return self.model(input_ids=ids, use_cache=False).logits
+
+    def _step(self, new):
+        kwargs = dict(logits_to_keep=1) if self.keep_last else {}
+        result = self.model(input_ids=new, past_key_values=self.state, use_cache=True, **kwargs)
+        self.state = result.past_key_values
+        return result.logits
+
+    def reorder(self, index):
+        if hasattr(self.state, "reorder_cache"):
             self.state.reorder_cache(index)
-        else:  # legacy tuple cache
+        elif self.state is not None:  # legacy tuple cache
             self.state = tuple(tuple(t.index_select(0, index) for t in layer) for layer in self.state)
+
+
+class _NoCache(_Stepper):
+    """Any module whose ``forward(idx)`` returns logits, a tuple starting with them, or ``.logits``."""
+
+    def _full(self, ids):
+        out = self.model(ids)
+        return out[0] if isinstance(out, (tuple, list)) else getattr(out, "logits", out)
+
+
+def _stepper(model: nn.Module, use_cache: bool) -> _Stepper:
+    """The adapter for ``model``: the book's KV cache, Hugging Face's, or none."""
+    config = getattr(model, "config", None)
+    if callable(getattr(model, "new_cache", None)) and hasattr(config, "block_size"):
+        return _BookCache(model, config.block_size, use_cache)
+    if hasattr(model, "config") and hasattr(model, "generation_config"):
+        context = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+        return _HFCache(model, context, use_cache)
+    return _NoCache(model, getattr(model, "block_size", None), use_cache=False)
 
 
 # ----------------------------------------------------------------------------- generate
@@ -243,7 +272,7 @@ def generate(model: nn.Module, input_ids: Any, max_new_tokens: int, *, do_sample
 
     was_training = model.training
     model.eval()
-    stepper = _Stepper(model, use_cache)
+    stepper = _stepper(model, use_cache)
     vocab = _vocab_size(model)
     if vocab is not None and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
         raise ValueError(f"prompt token ids must be in [0, {vocab - 1}], got ids in "

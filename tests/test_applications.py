@@ -1,10 +1,12 @@
-"""Tests of aigc_lib.applications: digits, repair, audio and video, on tiny stand-in models."""
+"""Tests of aigc_lib.applications: digits, repair, melody, sound and video, on tiny stand-in models."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from aigc_lib.applications import audio, digits, repair, video
+from aigc_lib import zoo
+from aigc_lib.applications import digits, repair, sound, video
+from aigc_lib.applications import melody as mel
 from aigc_lib.models.gan import DCGANGenerator
 from aigc_lib.models.vae import VAE, VAEConfig
 
@@ -229,25 +231,25 @@ def test_add_noise_and_denoise():
         assert out.shape == x.shape and not torch.equal(out, noisy)
 
 
-# ----------------------------------------------------------------------------- audio
-RULES = audio.MelodyRules()
+# ----------------------------------------------------------------------------- melody and sound
+RULES = mel.MelodyRules()
 
 
 def test_rule_melodies_follow_every_rule():
-    m = audio.rule_melodies(300, RULES, seed=0)
+    m = mel.rule_melodies(300, RULES, seed=0)
     assert m.shape == (300, RULES.length)
-    assert audio.rule_report(m, RULES) == {"in_scale": 1.0, "stepwise": 1.0, "cadence": 1.0, "all_rules": 1.0}
+    assert mel.rule_report(m, RULES) == {"in_scale": 1.0, "stepwise": 1.0, "cadence": 1.0, "all_rules": 1.0}
     assert len({tuple(r) for r in m.tolist()}) > 250  # and they are varied
-    assert torch.equal(m, audio.rule_melodies(300, RULES, seed=0))  # reproducible
+    assert torch.equal(m, mel.rule_melodies(300, RULES, seed=0))  # reproducible
 
 
 def test_rule_report_known_answer():
-    rules = audio.MelodyRules(n_phrases=1, phrase_length=4)
+    rules = mel.MelodyRules(n_phrases=1, phrase_length=4)
     good = [60, 62, 64, 60]          # C D E C: in key, stepwise, ends on C
     sharp = [60, 61, 62, 60]         # C#: out of key
     leap = [60, 67, 65, 72]          # C -> G is 7 semitones; the end is C5
     no_cadence = [60, 62, 64, 65]    # ends on F
-    report = audio.rule_report([good, sharp, leap, no_cadence], rules)
+    report = mel.rule_report([good, sharp, leap, no_cadence], rules)
     assert report["in_scale"] == pytest.approx(15 / 16)
     assert report["stepwise"] == pytest.approx(10 / 12)   # two leaps of 7 in `leap`
     assert report["cadence"] == pytest.approx(3 / 4)
@@ -255,25 +257,25 @@ def test_rule_report_known_answer():
 
 
 def test_random_melodies_break_the_rules():
-    report = audio.rule_report(audio.random_melodies(500, RULES, torch.Generator().manual_seed(0)), RULES)
+    report = mel.rule_report(mel.random_melodies(500, RULES, torch.Generator().manual_seed(0)), RULES)
     assert report["in_scale"] == pytest.approx(15 / 25, abs=0.02)  # 15 of the 25 pitches are in C major
     assert report["all_rules"] == 0.0
 
 
 def test_rules_and_report_errors():
     with pytest.raises(ValueError, match="N x 32"):
-        audio.rule_report(torch.zeros(3, 31, dtype=torch.long), RULES)
+        mel.rule_report(torch.zeros(3, 31, dtype=torch.long), RULES)
     with pytest.raises(ValueError):
-        audio.MelodyRules(low=70, high=60)
+        mel.MelodyRules(low=70, high=60)
     with pytest.raises(ValueError, match="positive"):
-        audio.rule_melodies(0)
+        mel.rule_melodies(0)
 
 
 def test_note_tokenizer_round_trip_and_errors():
-    tok = audio.NoteTokenizer(RULES)
+    tok = mel.NoteTokenizer(RULES)
     assert tok.vocab_size == 26
     assert tok.encode([60, 84]) == [0, 1, 25]
-    melody = audio.rule_melodies(1, RULES)[0].tolist()
+    melody = mel.rule_melodies(1, RULES)[0].tolist()
     assert tok.decode(tok.encode(melody)) == melody
     with pytest.raises(ValueError, match="range"):
         tok.encode([59])
@@ -285,83 +287,83 @@ def test_melody_model_learns_the_rules(tmp_path, monkeypatch):
     """A tiny run: the loss falls, and sampled melodies follow the rules far more than random notes."""
     monkeypatch.setenv("AIGC_CACHE", str(tmp_path))
     tiny = dict(n_melodies=200, steps=120, batch_size=16, n_embd=16, n_head=2, n_layer=1)
-    model, tok, history = audio.melody_gpt(progress=False, **tiny)
+    model, tok, history = zoo.melody_gpt(progress=False, **tiny)
     loss = history["loss"]
     assert np.mean(loss[:10]) > np.mean(loss[-10:]) + 1.0
-    melodies = audio.sample_melodies(model, tok, 64, generator=torch.Generator().manual_seed(0))
+    melodies = mel.sample_melodies(model, tok, 64, generator=torch.Generator().manual_seed(0))
     assert melodies.shape == (64, RULES.length)
     assert melodies.min() >= RULES.low and melodies.max() <= RULES.high
-    report = audio.rule_report(melodies, RULES)
-    rnd = audio.rule_report(audio.random_melodies(64, RULES, torch.Generator().manual_seed(0)), RULES)
+    report = mel.rule_report(melodies, RULES)
+    rnd = mel.rule_report(mel.random_melodies(64, RULES, torch.Generator().manual_seed(0)), RULES)
     assert report["in_scale"] > rnd["in_scale"] + 0.2 and report["stepwise"] > rnd["stepwise"] + 0.2
-    again, _, _ = audio.melody_gpt(progress=False, **tiny)  # the second call loads the cached model
+    again, _, _ = zoo.melody_gpt(progress=False, **tiny)  # the second call loads the cached model
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
 def test_melody_model_config_errors():
-    with pytest.raises(ValueError, match="unknown setting"):
-        audio.melody_model_config(n_layers=3)
+    with pytest.raises(ValueError, match="unknown setting 'n_layers'.*n_layer"):
+        zoo.MelodyGPT().replace(n_layers=3)
 
 
 def test_midi_to_hz_known_answers():
-    assert audio.midi_to_hz(69) == pytest.approx(440.0)
-    assert audio.midi_to_hz(81) == pytest.approx(880.0)
-    assert audio.midi_to_hz(60) == pytest.approx(261.6256, abs=1e-3)
+    assert sound.midi_to_hz(69) == pytest.approx(440.0)
+    assert sound.midi_to_hz(81) == pytest.approx(880.0)
+    assert sound.midi_to_hz(60) == pytest.approx(261.6256, abs=1e-3)
 
 
 def test_adsr_envelope_shape_and_levels():
-    env = audio.adsr_envelope(1000, 1000, audio.ADSR(attack=0.1, decay=0.1, sustain=0.5, release=0.2))
+    env = sound.adsr_envelope(1000, 1000, sound.ADSR(attack=0.1, decay=0.1, sustain=0.5, release=0.2))
     assert env.shape == (1000,)
     assert env[0] == 0 and env[99] == pytest.approx(0.99) and env[100] == pytest.approx(1.0)
     assert env[500] == pytest.approx(0.5) and env[-1] == 0
-    short = audio.adsr_envelope(50, 1000, audio.ADSR(attack=0.1, decay=0.1, sustain=0.5, release=0.2))
+    short = sound.adsr_envelope(50, 1000, sound.ADSR(attack=0.1, decay=0.1, sustain=0.5, release=0.2))
     assert short.shape == (50,) and short.max() <= 1
 
 
 def test_synthesize_known_frequency_and_length():
     sr = 8000
-    wave = audio.synthesize([69], [2.0], bpm=120, sample_rate=sr, harmonics=(1.0,))  # A4 for one second
+    wave = sound.synthesize([69], [2.0], bpm=120, sample_rate=sr, harmonics=(1.0,))  # A4 for one second
     assert wave.shape == (sr,) and wave.dtype == np.float32
     assert np.abs(wave).max() <= 0.5 + 1e-6
     spectrum = np.abs(np.fft.rfft(wave))
     assert np.fft.rfftfreq(len(wave), 1 / sr)[spectrum.argmax()] == pytest.approx(440.0, abs=1.0)
-    melody = audio.synthesize([60, 62, 64], sample_rate=sr, bpm=60)
+    melody = sound.synthesize([60, 62, 64], sample_rate=sr, bpm=60)
     assert melody.shape == (3 * sr,)
 
 
 def test_synthesize_errors():
     with pytest.raises(ValueError, match="sample_rate"):
-        audio.synthesize([60], sample_rate=0)
+        sound.synthesize([60], sample_rate=0)
     with pytest.raises(ValueError, match="durations"):
-        audio.synthesize([60, 62], [1.0])
+        sound.synthesize([60, 62], [1.0])
     with pytest.raises(ValueError, match="at least one pitch"):
-        audio.synthesize([])
+        sound.synthesize([])
 
 
 def test_write_wav_round_trip(tmp_path):
     sr = 8000
-    wave = audio.synthesize([60, 64, 67], sample_rate=sr)
-    path = audio.write_wav(tmp_path / "chord.wav", wave, sr)
-    back, rate = audio.read_wav(path)
+    wave = sound.synthesize([60, 64, 67], sample_rate=sr)
+    path = sound.write_wav(tmp_path / "chord.wav", wave, sr)
+    back, rate = sound.read_wav(path)
     assert rate == sr and back.shape == wave.shape
     assert np.abs(back - wave).max() < 1 / 32767 + 1e-6
-    assert path.read_bytes() == audio.wav_bytes(wave, sr)
+    assert path.read_bytes() == sound.wav_bytes(wave, sr)
     assert path.read_bytes()[:4] == b"RIFF"
 
 
 @pytest.mark.parametrize("rate", [0, -22050, 2.5, True])
 def test_write_wav_rejects_bad_sample_rates(tmp_path, rate):
     with pytest.raises(ValueError, match="sample_rate"):
-        audio.write_wav(tmp_path / "x.wav", np.zeros(10), rate)
+        sound.write_wav(tmp_path / "x.wav", np.zeros(10), rate)
 
 
 def test_write_wav_rejects_bad_waveforms(tmp_path):
     with pytest.raises(ValueError, match="\\[-1, 1\\]"):
-        audio.write_wav(tmp_path / "x.wav", np.array([0.0, 1.5]), 8000)
+        sound.write_wav(tmp_path / "x.wav", np.array([0.0, 1.5]), 8000)
     with pytest.raises(ValueError, match="1-D"):
-        audio.write_wav(tmp_path / "x.wav", np.zeros((2, 10)), 8000)
+        sound.write_wav(tmp_path / "x.wav", np.zeros((2, 10)), 8000)
     with pytest.raises(ValueError, match="NaN"):
-        audio.write_wav(tmp_path / "x.wav", np.array([0.0, np.nan]), 8000)
+        sound.write_wav(tmp_path / "x.wav", np.array([0.0, np.nan]), 8000)
 
 
 # ----------------------------------------------------------------------------- video
@@ -436,8 +438,10 @@ def test_piano_roll_draws_and_rejects_bad_input():
 
 
 def test_melody_model_config_overrides_reach_their_section():
-    cfg = audio.melody_model_config(data_seed=3, seed=5, n_embd=32)
-    assert cfg["data"]["data_seed"] == 3 and cfg["train"]["seed"] == 5 and cfg["model"]["n_embd"] == 32
-    assert cfg["model"]["block_size"] == audio.MelodyRules().length + 1
+    recipe = zoo.MelodyGPT().replace(data_seed=3, seed=5, n_embd=32)
+    assert recipe.data_seed == 3 and recipe.seed == 5 and recipe.model.n_embd == 32
+    assert recipe.model.block_size == mel.MelodyRules().length + 1
+    assert recipe.model.vocab_size == mel.NoteTokenizer(recipe.rules).vocab_size
+    assert recipe.generator_version == mel.GENERATOR_VERSION
     with pytest.raises(ValueError, match="unknown setting"):
-        audio.melody_model_config(block_size=8)
+        zoo.MelodyGPT().replace(generator=2)

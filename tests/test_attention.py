@@ -5,10 +5,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+import aigc_lib.data
+from aigc_lib.data.toy import reversal_task
+from aigc_lib.metrics.toy import sequence_accuracy
 from aigc_lib.models.attention import (LearnedPositions, MultiHeadAttention, causal_mask, padding_mask,
-                                       reversal_task, scaled_dot_product_attention, sequence_accuracy,
-                                       sinusoidal_positions, train_sequence_task)
+                                       scaled_dot_product_attention, sinusoidal_positions)
 from aigc_lib.models.gpt import GPT, GPTConfig
+from aigc_lib.training.supervised import train_sequence_task
 
 
 @pytest.mark.parametrize("T", [1, 5, 17])
@@ -86,6 +89,7 @@ def test_reversal_task_layout():
     assert (idx[:, 5] == 7).all()  # SEP
     assert (targets[:, :5] == -1).all()
     assert torch.equal(targets[:, 5:], idx[:, :5].flip(1))
+    assert aigc_lib.data.reversal_task is reversal_task  # also exported by the data package
 
 
 def _tiny_reversal_run(steps):

@@ -1,8 +1,11 @@
+from dataclasses import dataclass
+
 import pytest
 import torch
 from torch import nn
 
 from aigc_lib.cache import CacheWarning, cached, checkpoint_path, load_or_train
+from aigc_lib.zoo.recipe import Recipe
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +70,32 @@ def test_checkpoint_for_other_key_is_not_used():
 def test_bad_names_are_rejected():
     with pytest.raises(ValueError, match="name"):
         cached("a/b", {}, lambda: 1)
+
+
+@dataclass
+class LinearRecipe(Recipe):
+    name = "linear-recipe"
+    d: int = 2
+    fill: float = 3.0
+
+    def build(self):
+        return nn.Linear(self.d, 1)
+
+    def fit(self, model, progress):
+        LinearRecipe.calls += 1
+        with torch.no_grad():
+            model.weight.fill_(self.fill)
+        return {"loss": [1.0]}
+
+
+def test_a_recipe_trains_once_under_its_own_key():
+    LinearRecipe.calls = 0
+    recipe = LinearRecipe()
+    assert recipe.checkpoint_path() == checkpoint_path("linear-recipe", {"d": 2, "fill": 3.0}, 0)
+    assert not recipe.is_cached()
+    m1, h1 = recipe.load(progress=False)
+    m2, h2 = LinearRecipe().load(progress=False)
+    assert LinearRecipe.calls == 1 and recipe.is_cached() and not m2.training
+    assert torch.equal(m1.weight, m2.weight) and h2["train_seconds"] == h1["train_seconds"]
+    m3, _ = recipe.replace(fill=5.0).load(progress=False)  # another setting, another model
+    assert LinearRecipe.calls == 2 and m3.weight.eq(5.0).all()

@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from aigc_lib.data import load_mnist
-from aigc_lib.models.classifier import MNISTClassifier, mnist_classifier, random_shift, train_classifier
+from aigc_lib import zoo
+from aigc_lib.models.classifier import MNISTClassifier
+from aigc_lib.training.supervised import random_shift, train_classifier
 
 
 def test_shapes():
@@ -40,3 +42,13 @@ def test_tiny_training_run_lowers_the_loss():
     train_classifier(model, x, y, epochs=3, batch_size=32, augment=False, progress=False)
     loss_after = torch.nn.functional.cross_entropy(model.eval()(x), y).item()
     assert loss_after < 0.5 * loss_before
+
+
+def test_recipe_builds_the_books_classifier():
+    recipe = zoo.Classifier()
+    model = recipe.build()
+    assert isinstance(model, MNISTClassifier)
+    assert model.features(torch.rand(2, 1, 28, 28)).shape == (2, recipe.n_features) == (2, 128)
+    small = recipe.replace(n_features=32, epochs=1)
+    assert small.build().features(torch.rand(2, 1, 28, 28)).shape == (2, 32)
+    assert small.checkpoint_path() != recipe.checkpoint_path()

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aigc_lib import compression
+from aigc_lib import compression, zoo
 from aigc_lib.models.gpt import GPT, GPTConfig
 from aigc_lib.training.lm import LMTrainConfig, train_lm
 
@@ -91,3 +91,17 @@ def test_distillation_wrapper_trains_the_student_towards_the_teacher():
     assert all(not p.requires_grad for p in teacher.parameters()) and not teacher.training
     with pytest.raises(ValueError, match="alpha"):
         compression.Distillation(student, teacher, alpha=2.0)
+
+
+def test_distilled_recipe_sets_the_student_and_keeps_the_teacher():
+    recipe = zoo.DistilledGPT()
+    assert (recipe.model.n_layer, recipe.model.n_embd) == (3, 64)  # chapter 7's middle scaling model
+    assert recipe.model.block_size == recipe.teacher_recipe.model.block_size
+    assert recipe.teacher_recipe == zoo.ShakespeareGPT() and recipe.sample_steps == []
+    assert recipe.distill_settings() == {"alpha": 0.5, "temperature": 2.0}
+    small = recipe.replace(n_layer=2, alpha=1.0, steps=200)
+    assert small.model.n_layer == 2 and small.alpha == 1.0 and small.train.steps == 200
+    assert small.teacher_recipe == recipe.teacher_recipe  # the teacher is not the student
+    assert small.to_dict()["teacher_recipe"] == zoo.ShakespeareGPT().to_dict()  # and is part of the key
+    with pytest.raises(ValueError, match="alpha"):
+        compression.Distillation(tiny_gpt(), tiny_gpt(seed=1), **small.replace(alpha=-0.5).distill_settings())

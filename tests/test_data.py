@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from aigc_lib.data import load_mnist, load_shakespeare, ring, ring_modes, spiral, two_moons
+from aigc_lib.data import load_mnist, load_shakespeare, reversal_task, ring, ring_modes, spiral, two_moons
 from aigc_lib.data.shakespeare import POEMS, VAL_PLAYS
 
 
@@ -68,3 +68,15 @@ def test_ring_points_sit_on_their_modes():
     d = torch.cdist(x, ring_modes()).min(1).values
     assert d.max() < 0.05 * 6
     assert torch.allclose(ring_modes().norm(dim=1), torch.tensor(2.0))
+
+
+def test_reversal_task_is_seeded_and_checks_its_sizes():
+    a = reversal_task(6, length=3, n_symbols=5, generator=torch.Generator().manual_seed(0))
+    b = reversal_task(6, length=3, n_symbols=5, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    idx, targets = a
+    assert idx.shape == (6, 6) and idx.max() <= 5 and (idx[:, 3] == 5).all()
+    with pytest.raises(ValueError, match="length"):
+        reversal_task(2, length=0)
+    with pytest.raises(ValueError, match="n_symbols"):
+        reversal_task(2, n_symbols=1)

@@ -5,13 +5,14 @@ import pytest
 import torch
 from torch import nn
 
+from aigc_lib import zoo
 from aigc_lib.data import ring
 from aigc_lib.metrics.toy import ring_metrics
 from aigc_lib.models.gan import (DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
                                  critic_loss, discriminator_loss, generator_loss_nonsaturating,
                                  generator_loss_saturating, gradient_penalty, optimal_discriminator,
                                  wasserstein_generator_loss)
-from aigc_lib.training.gan import train_gan
+from aigc_lib.training.gan import GAN, GANTrainConfig, train_gan
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -182,19 +183,30 @@ def test_pacgan_packs_samples_for_the_discriminator():
 
 
 def test_config_errors_name_the_valid_kinds():
-    from aigc_lib.training.gan import mnist_gan_config, ring_gan_config
     with pytest.raises(ValueError, match="vanilla"):
-        ring_gan_config("lsgan")
+        zoo.RingGAN(kind="lsgan")
     with pytest.raises(ValueError, match="cdcgan"):
-        mnist_gan_config("stylegan")
+        zoo.MNISTGAN(kind="stylegan")
+    with pytest.raises(ValueError, match="picks the defaults"):
+        zoo.RingGAN().replace(kind="wgan-gp")
 
 
 def test_ring_gans_share_one_sample_budget():
-    from aigc_lib.training.gan import RING_KINDS, ring_gan_config
-
     def real_samples(kind):
-        t = ring_gan_config(kind)["train"]
-        return t["steps"] * t["n_critic"] * t["batch_size"]
+        t = zoo.RingGAN(kind=kind).train
+        assert isinstance(t, GANTrainConfig)
+        return t.steps * t.n_critic * t.batch_size
 
-    assert len({real_samples(k) for k in RING_KINDS}) == 1
-    assert ring_gan_config("pacgan")["train"]["pack"] == 2
+    assert len({real_samples(k) for k in zoo.RING_KINDS}) == 1
+    assert zoo.RingGAN(kind="pacgan").train.pack == 2
+    assert zoo.RingGAN(kind="wgan-gp").train.loss == "wgan-gp"
+
+
+def test_gan_recipes_take_the_seed_and_build_their_networks():
+    recipe = zoo.RingGAN(kind="pacgan").replace(seed=3, n=500)
+    assert recipe.train.seed == 3 and recipe.data.n == 500 and recipe.train.pack == 2
+    gan = recipe.build()
+    assert isinstance(gan, GAN) and gan.D(torch.zeros(5, 4)).shape[0] == 5  # D reads packs of 2 points
+    assert zoo.MNISTGAN(kind="mlp").z_dim == 64 and zoo.MNISTGAN(kind="dcgan").z_dim == 100
+    assert zoo.MNISTGAN(kind="cdcgan").build().G.n_classes == 10
+    assert zoo.MNISTGAN(kind="dcgan").replace(seed=1).train.seed == 1

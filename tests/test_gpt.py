@@ -1,10 +1,14 @@
 """The book's GPT: shapes, causality, parameter count, loss, KV cache, GPT-2 weights, clear errors."""
+import ast
+import importlib.util
+import inspect
 import math
 
 import pytest
 import torch
 from torch.nn import functional as F
 
+import aigc_lib.models.gpt
 from aigc_lib.models.gpt import GPT, GPTConfig
 
 transformers = pytest.importorskip("transformers")
@@ -167,3 +171,17 @@ def test_offline_hub_fails_fast_with_a_clear_message(monkeypatch, tmp_path):
         GPT.from_pretrained("gpt2")
     with pytest.raises(ValueError, match="unknown GPT-2"):
         GPT.from_pretrained("gpt-5")
+
+
+def test_model_imports_no_pipeline_module():
+    # generation lives in aigc_lib.sampling.generate(model, idx, ...), which imports nothing from models/
+    module = aigc_lib.models.gpt
+    imported = []  # every module imported anywhere in the file, `from a import b` counted as a.b
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), module.__package__)
+            imported += [f"{base}.{alias.name}" for alias in node.names]
+    banned = [f"aigc_lib.{name}" for name in ("sampling", "data", "cache", "training")]
+    assert not [name for name in imported for b in banned if name == b or name.startswith(b + ".")]

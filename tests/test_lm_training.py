@@ -11,8 +11,10 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn import functional as F
 
-from aigc_lib.training.lm import (LMTrainConfig, evaluate, get_batch, lr_at, shakespeare_char_config,
-                                  train_lm)
+from aigc_lib import zoo
+from aigc_lib.data import load_shakespeare
+from aigc_lib.models.gpt import GPTConfig
+from aigc_lib.training.lm import LMTrainConfig, evaluate, get_batch, lr_at, train_lm
 
 
 @dataclass
@@ -83,21 +85,26 @@ def test_config_validation():
         LMTrainConfig(steps=10, warmup_steps=20)
     with pytest.raises(ValueError, match="steps"):
         LMTrainConfig(steps=0)
-    with pytest.raises(ValueError, match="unknown setting"):
-        shakespeare_char_config(n_layers=3)
+    with pytest.raises(ValueError, match="unknown setting 'n_layers'.*'n_layer'"):
+        zoo.ShakespeareGPT().replace(n_layers=3)
+    with pytest.raises(ValueError, match="warmup_steps"):  # the nested config still validates itself
+        zoo.ShakespeareGPT().replace(steps=10)
 
 
 def test_profiles_give_nanogpt_shapes(monkeypatch):
     monkeypatch.setenv("AIGC_PROFILE", "full")  # nanoGPT's shakespeare_char GPU recipe
-    cfg = shakespeare_char_config()
-    assert cfg["model"] == dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2, bias=True)
-    assert (cfg["train"]["steps"], cfg["train"]["batch_size"], cfg["train"]["block_size"]) == (5000, 64, 256)
-    assert cfg["train"]["compile"] and cfg["train"]["mixed_precision"]
+    recipe = zoo.ShakespeareGPT()
+    vocab_size = len(load_shakespeare().vocab)
+    assert recipe.model == GPTConfig(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=vocab_size,
+                                     dropout=0.2, bias=True)
+    assert (recipe.train.steps, recipe.train.batch_size, recipe.train.block_size) == (5000, 64, 256)
+    assert recipe.train.compile and recipe.train.mixed_precision
     monkeypatch.setenv("AIGC_PROFILE", "quick")  # its CPU recipe (with a doubled peak learning rate)
-    cfg = shakespeare_char_config(n_embd=64)
-    assert cfg["model"]["n_layer"] == 4 and cfg["model"]["n_embd"] == 64 and cfg["model"]["block_size"] == 64
-    assert (cfg["train"]["steps"], cfg["train"]["batch_size"], cfg["train"]["lr"]) == (2000, 12, 2e-3)
-    assert shakespeare_char_config(block_size=32)["train"]["block_size"] == 32  # sets both
+    recipe = zoo.ShakespeareGPT().replace(n_embd=64)
+    assert recipe.model.n_layer == 4 and recipe.model.n_embd == 64 and recipe.model.block_size == 64
+    assert (recipe.train.steps, recipe.train.batch_size, recipe.train.lr) == (2000, 12, 2e-3)
+    short = zoo.ShakespeareGPT().replace(block_size=32)
+    assert short.train.block_size == short.model.block_size == 32  # sets both
 
 
 def test_training_lowers_loss_and_records_history():
@@ -179,13 +186,11 @@ def test_block_size_longer_than_model_context_raises():
 
 
 def test_shakespeare_gpt_trains_and_caches(tmp_path, monkeypatch):
-    from aigc_lib.training.lm import shakespeare_gpt
-
     monkeypatch.setenv("AIGC_CACHE", str(tmp_path))
     monkeypatch.setenv("AIGC_PROFILE", "quick")
     kw = dict(n_layer=1, n_head=2, n_embd=16, steps=30, warmup_steps=5, eval_interval=15, eval_batches=2,
               sample_steps=[30], progress=False)
-    model, tok, history = shakespeare_gpt(**kw)
+    model, tok, history = zoo.shakespeare_gpt(**kw)
     assert tok.vocab_size == 84 and model.config.vocab_size == 84
     assert history["val_loss"][-1] < history["val_loss"][0]
     assert history["samples"][0][0] == 30 and len(history["samples"][0][1]) == 300
@@ -194,7 +199,7 @@ def test_shakespeare_gpt_trains_and_caches(tmp_path, monkeypatch):
     assert len(set(texts)) == 8  # eight different samples, not one repeated
     assert 2.0 < history["val_loss_full"] < math.log(84) + 0.1
     assert not list(tmp_path.glob("*.partial.pt"))  # the resumable checkpoint is cleaned up
-    again, _, history2 = shakespeare_gpt(**kw)  # from the cache: same weights, no training
+    again, _, history2 = zoo.shakespeare_gpt(**kw)  # from the cache: same weights, no training
     assert history2["train_seconds"] == history["train_seconds"]
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
 

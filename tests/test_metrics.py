@@ -1,4 +1,4 @@
-"""MNIST-FID and ring metrics: closed forms, invariances and clear errors."""
+"""MNIST-FID, ring and sequence metrics: closed forms, invariances and clear errors."""
 import math
 
 import numpy as np
@@ -8,7 +8,7 @@ import torch
 
 from aigc_lib.data import load_mnist, ring, ring_modes
 from aigc_lib.metrics.image import fid_from_features, mnist_fid
-from aigc_lib.metrics.toy import ring_metrics
+from aigc_lib.metrics.toy import ring_metrics, sequence_accuracy
 
 
 def test_fid_of_a_set_with_itself_is_zero():
@@ -81,3 +81,21 @@ def test_mnist_fid_floor_is_small_and_noise_is_far():
     floor = mnist_fid(x_train[subset], x_test)  # a random subset: the split is sorted by class
     noise = mnist_fid(torch.rand(1000, 1, 28, 28), x_test)
     assert floor < 0.05 * noise
+
+
+class Answers(torch.nn.Module):
+    """A 'model' whose logits put all the mass on fixed answers: forward(idx) -> (logits, None)."""
+
+    def __init__(self, answers, vocab=5):
+        super().__init__()
+        self.logits = torch.nn.functional.one_hot(torch.as_tensor(answers), vocab).float()
+
+    def forward(self, idx):
+        return self.logits[: len(idx)], None
+
+
+def test_sequence_accuracy_grades_only_the_targets():
+    targets = torch.tensor([[-1, -1, 1, 2], [-1, -1, 3, 4], [-1, -1, 0, 0]])
+    answers = torch.tensor([[4, 4, 1, 2], [0, 0, 3, 0], [1, 1, 2, 2]])  # right, half right, wrong
+    token_acc, seq_acc = sequence_accuracy(Answers(answers), torch.zeros(3, 4, dtype=torch.long), targets)
+    assert token_acc == pytest.approx(3 / 6) and seq_acc == pytest.approx(1 / 3)

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from aigc_lib import zoo
+from aigc_lib.data import load_shakespeare
 from aigc_lib.models.ngram import CharNGram
 
 
@@ -61,3 +63,13 @@ def test_clear_errors():
         m.perplexity("ab")
     with pytest.raises(ValueError, match="vocabulary"):
         m.fit("abc")
+
+
+def test_shakespeare_baseline_is_a_trigram_on_the_training_plays():
+    assert zoo.BASELINE_ORDER == 3
+    corpus = load_shakespeare()
+    m = zoo.shakespeare_ngram()
+    assert m.order == zoo.BASELINE_ORDER and m.vocab == corpus.vocab
+    val = corpus.val[:5000]
+    assert math.log(m.perplexity(val)) < math.log(len(corpus.vocab)) - 1.0  # far better than uniform
+    assert zoo.shakespeare_ngram(1).perplexity(val) > m.perplexity(val)

@@ -83,3 +83,72 @@ def test_repository_is_the_same_everywhere():
     for path in NOTEBOOKS:
         urls = re.findall(r"git\+(https://github\.com/[\w.-]+/[\w.-]+)", source(load(path)["cells"][1]))
         assert urls == [f"https://github.com/{REPOSITORY}"], f"{path.name}: the setup cell installs {urls}"
+
+
+def test_resources_list_every_trained_model():
+    """book/resources.md lists the zoo (what `python -m aigc_lib.zoo` prints), row for row."""
+    from aigc_lib import zoo
+
+    text = (ROOT / "book" / "resources.md").read_text()
+    for row in zoo.catalog():
+        line = f"| {row['what'].rstrip('.')} | `{row['name']}` | {row['chapter']} | {row['cost']} |"
+        assert line in text, f"book/resources.md is missing or has an old row for {row['name']}: {line}"
+
+
+def code_cells(path):
+    """(index, cell, parsed source) of every code cell; IPython magics become ``pass``."""
+    import ast
+
+    for i, cell in enumerate(load(path)["cells"]):
+        if cell["cell_type"] == "code":
+            lines = [re.sub(r"^(\s*)[%!].*", r"\1pass", line) for line in source(cell).splitlines()]
+            yield i, cell, ast.parse("\n".join(lines))
+
+
+def cell_lines(cell):
+    return len(source(cell).rstrip().splitlines())
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_package_import_resolves(path):
+    """A moved or renamed function fails here in a second, not minutes into nbval."""
+    import ast
+    import importlib
+
+    for i, _, tree in code_cells(path):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aigc_lib"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert hasattr(module, alias.name) or importlib.util.find_spec(f"{node.module}.{alias.name}"), \
+                        f"{path.name} cell {i}: `from {node.module} import {alias.name}` does not resolve"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("aigc_lib"):
+                        importlib.import_module(alias.name)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_cells_are_short_and_hidden_cells_only_check(path):
+    """Visible code cells have at most 15 lines; a hidden (remove-cell) cell asserts and glues,
+    it does not compute what the prose quotes."""
+    import ast
+
+    for i, cell, tree in code_cells(path):
+        hidden = "remove-cell" in cell.get("metadata", {}).get("tags", [])
+        if not hidden:
+            assert cell_lines(cell) <= 15, f"{path.name} cell {i} has {cell_lines(cell)} lines (at most 15)"
+            continue
+        for stmt in tree.body:
+            if isinstance(stmt, (ast.For, ast.With)):  # a loop of asserts or glue calls
+                inner = stmt.body
+            else:
+                inner = [stmt]
+            for s in inner:
+                call = s.value if isinstance(s, ast.Expr) else None
+                parts = call.elts if isinstance(call, ast.Tuple) else [call]
+                is_glue = call is not None and all(
+                    isinstance(p, ast.Call) and getattr(p.func, "id", getattr(p.func, "attr", "")) in
+                    ("glue", "assert_close", "assert_equal") for p in parts)
+                assert isinstance(s, ast.Assert) or is_glue, \
+                    f"{path.name} cell {i} is hidden but computes (line {s.lineno}): only asserts and glue belong there"

@@ -2,12 +2,13 @@
 import pytest
 import torch
 
-from aigc_lib import detection
-from aigc_lib.metrics.text import verbatim_lengths
-from aigc_lib.models.classifier import MNISTClassifier, train_classifier
+from aigc_lib import zoo
+from aigc_lib.metrics.image import detection_accuracy
+from aigc_lib.metrics.text import probe_starts, verbatim_lengths
+from aigc_lib.models.classifier import MNISTClassifier
 from aigc_lib.models.gpt import GPT, GPTConfig
 from aigc_lib.training.lm import LMTrainConfig, train_lm
-from aigc_lib.training.memorization import probe_starts, small_text_config
+from aigc_lib.training.supervised import train_classifier
 
 
 def test_verbatim_lengths_of_a_model_that_learned_to_count():
@@ -40,7 +41,7 @@ def test_probe_starts_skip_continuations_of_spaces():
     for s in starts.tolist():
         assert tok.decode(ids[s + 8:s + 16].tolist()).count(" ") <= 4
     with pytest.raises(ValueError, match="n_chars"):
-        small_text_config(n_chars=10)
+        zoo.SmallTextGPT().replace(n_chars=10)
 
 
 class Stub:
@@ -54,14 +55,14 @@ class Stub:
 def test_detection_accuracy_counts_each_side():
     real, fake = torch.zeros(4, 1, 28, 28), torch.ones(2, 1, 28, 28)
     det = Stub(torch.tensor([0, 0, 1, 1]))  # calls half the real digits real, and every fake... real/fake alike
-    acc = detection.detection_accuracy(det, real, fake)
+    acc = detection_accuracy(det, real, fake)
     assert acc["real"] == 0.5 and acc["fake"] == 0.0 and acc["balanced"] == 0.25
     with pytest.raises(ValueError, match="at least one"):
-        detection.detection_accuracy(det, real[:0], fake)
+        detection_accuracy(det, real[:0], fake)
     with pytest.raises(ValueError, match="family"):
-        detection.detector_config("diffusion?")
+        zoo.FakeDetector(family="diffusion?")
     with pytest.raises(ValueError, match="family"):
-        detection.generated_digits("BigGAN", 4)
+        zoo.generated_digits("BigGAN", 4)
 
 
 def test_a_two_class_detector_learns_to_separate_real_from_fake():
@@ -72,8 +73,22 @@ def test_a_two_class_detector_learns_to_separate_real_from_fake():
     assert model(real[:3]).shape == (3, 2)
     y = torch.cat([torch.zeros(200), torch.ones(200)]).long()
     train_classifier(model, torch.cat([real, fake]), y, epochs=1, augment=False, progress=False)
-    assert detection.detection_accuracy(model, real, fake)["balanced"] > 0.95
+    assert detection_accuracy(model, real, fake)["balanced"] > 0.95
     with pytest.raises(ValueError, match="0..1"):
         train_classifier(model, real[:2], torch.tensor([0, 2]), epochs=1, progress=False)
     with pytest.raises(ValueError, match="n_classes"):
         MNISTClassifier(n_classes=1)
+
+
+def test_memorization_and_detector_recipes():
+    small = zoo.SmallTextGPT().replace(n_chars=2000, steps=100, n_layer=2)
+    assert small.n_chars == 2000 and small.train.steps == 100 and small.model.n_layer == 2
+    assert small.train.block_size == small.model.block_size  # chapter 7's recipe
+    for size in zoo.MEMORIZATION_SIZES.values():  # chapter 11's two models are valid overrides
+        assert zoo.SmallTextGPT().replace(**size).model.n_embd == size["n_embd"]
+    detector = zoo.FakeDetector(family="VAE")
+    assert detector.build().out.out_features == 2
+    assert detector.to_dict()["generator"] == zoo.MNISTVAE().to_dict()  # retrained when its generator changes
+    assert zoo.FakeDetector(family="MLP GAN").to_dict()["generator"] == zoo.MNISTGAN(kind="mlp").to_dict()
+    assert zoo.FakeDetector(family="DCGAN").checkpoint_path() != detector.checkpoint_path()
+    assert set(zoo.FAMILIES) == {"DCGAN", "MLP GAN", "VAE"}

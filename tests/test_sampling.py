@@ -1,4 +1,7 @@
 """Decoding rules against hand-worked distributions and against Hugging Face generate."""
+import ast
+import importlib.util
+import inspect
 import math
 
 import pytest
@@ -6,8 +9,9 @@ import torch
 from torch import nn
 
 from aigc_lib.models.gpt import GPT, GPTConfig
-from aigc_lib.sampling import (apply_repetition_penalty, apply_temperature, generate, process_logits,
-                               top_k_filter, top_p_filter)
+import aigc_lib.sampling
+from aigc_lib.sampling import (_BookCache, _HFCache, _NoCache, _stepper, apply_repetition_penalty,
+                               apply_temperature, generate, process_logits, top_k_filter, top_p_filter)
 
 transformers = pytest.importorskip("transformers")
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
@@ -139,7 +143,7 @@ def test_cached_and_uncached_sampling_agree(models):
     assert torch.equal(a, b)
 
 
-def test_sliding_window_and_nanogpt_interface():
+def test_sliding_window_greedy_and_sampled():
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=8)).eval()
     with pytest.raises(ValueError, match="sliding_window=True"):
@@ -150,9 +154,43 @@ def test_sliding_window_and_nanogpt_interface():
     for _ in range(10):  # the definition: argmax given the last block_size tokens
         ref = torch.cat([ref, model(ref[:, -8:])[0][:, -1].argmax(-1, keepdim=True)], 1)
     assert torch.equal(out, ref)
-    sampled = model.generate(torch.zeros(2, 1, dtype=torch.long), 12, temperature=0.9, top_k=5,
-                             generator=torch.Generator().manual_seed(0))
+    sampled = generate(model, torch.zeros(2, 1, dtype=torch.long), 12, do_sample=True, sliding_window=True,
+                       temperature=0.9, top_k=5, generator=torch.Generator().manual_seed(0))
     assert sampled.shape == (2, 13)
+
+
+class Plain(nn.Module):
+    """A module without any cache protocol: ``forward(idx)`` is ``fn(idx)``."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, idx):
+        return self.fn(idx)
+
+
+@pytest.mark.parametrize("form", ["logits", "tuple", "output"])
+def test_plain_module_matches_the_cached_models(models, form):
+    hf, ours = models
+    fn = {"logits": lambda idx: ours(idx)[0], "tuple": ours,  # the book's GPT returns (logits, loss)
+          "output": lambda idx: hf(input_ids=idx, use_cache=False)}[form]  # an object with .logits
+    plain = Plain(fn)
+    assert [type(_stepper(m, True)) for m in (ours, hf, plain)] == [_BookCache, _HFCache, _NoCache]
+    assert torch.equal(generate(plain, PROMPT, 20), generate(ours, PROMPT, 20))
+
+
+def test_sampling_does_not_import_the_models():
+    # the book's GPT is recognized by its cache protocol, so models/ may never import sampling back
+    module = aigc_lib.sampling
+    imported = []  # every module imported anywhere in the file, `from a import b` counted as a.b
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), module.__package__)
+            imported += [f"{base}.{alias.name}" for alias in node.names]
+    assert not [name for name in imported if name == "aigc_lib.models" or name.startswith("aigc_lib.models.")]
 
 
 @pytest.mark.parametrize("kwargs, message", [

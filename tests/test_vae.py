@@ -7,7 +7,8 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from aigc_lib.models.vae import (VAE, VAEConfig, gaussian_kl, gaussian_log_density, iwae_bound,
                                  mu_gradient_samples, negative_elbo, reparameterize)
-from aigc_lib.training.vae import binarize, evaluate_elbo, get_mnist_vae, train_vae
+from aigc_lib import zoo
+from aigc_lib.training.vae import binarize, evaluate_elbo, evaluate_iwae, train_vae
 
 
 def tiny(arch="mlp", **kw):
@@ -153,8 +154,9 @@ def test_cached_mnist_vae_trains_once(tmp_path, monkeypatch):
     monkeypatch.setenv("AIGC_CACHE", str(tmp_path))
     monkeypatch.setenv("AIGC_PROFILE", "quick")
     kw = dict(z_dim=2, hidden=16, epochs=1, progress=False)
-    model, hist = get_mnist_vae(**kw)
-    model2, hist2 = get_mnist_vae(**kw)
+    model, hist = zoo.mnist_vae(**kw)
+    model2, hist2 = zoo.mnist_vae(**kw)
+    assert (model.config.z_dim, model.config.hidden) == (2, 16)
     assert hist2["train_seconds"] == hist["train_seconds"] and len(hist["val_neg_elbo"]) == 1
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
 
@@ -178,8 +180,11 @@ def test_nan_loss_raises():
     model = tiny(x_shape=(1, 28, 28))
     with torch.no_grad():
         model.decoder.net[0].weight.fill_(float("nan"))
-    with pytest.raises(FloatingPointError, match="learning rate"):
-        negative_elbo(model, x)
+    assert torch.isnan(negative_elbo(model, x).loss)  # the loss itself just computes
+    with pytest.raises(FloatingPointError, match="VAE loss.*step 0.*learning rate"):  # training stops at once
+        train_vae(model, x, epochs=1, batch_size=2, progress=False)
+    with pytest.raises(FloatingPointError, match="IWAE bound"):  # and so does the evaluation
+        evaluate_iwae(model, x, k=2)
 
 
 @pytest.mark.parametrize("kw, match", [(dict(arch="gru"), "arch"), (dict(likelihood="poisson"), "likelihood"),
@@ -205,11 +210,23 @@ def test_fixed_sigma_x_is_a_buffer_and_learned_one_a_parameter():
 
 
 def test_ring_vae_is_cached(tmp_path, monkeypatch):
-    from aigc_lib.training.vae import ring_vae
     monkeypatch.setenv("AIGC_CACHE", str(tmp_path))
-    model, hist = ring_vae(n=200, epochs=1, progress=False)
-    assert model.cfg.x_shape == (2,) and len(hist["loss"]) == 2
-    assert ring_vae(n=200, epochs=1, progress=False)[1]["train_seconds"] == hist["train_seconds"]
+    model, hist = zoo.ring_vae(n=200, epochs=1, progress=False)  # n is the recipe's data.n
+    assert model.config.x_shape == (2,) and len(hist["loss"]) == 2
+    assert zoo.ring_vae(n=200, epochs=1, progress=False)[1]["train_seconds"] == hist["train_seconds"]
+
+
+def test_vae_recipes_follow_the_chapter():
+    mlp, conv = zoo.MNISTVAE(), zoo.MNISTVAE(arch="conv")
+    assert (mlp.model.hidden, mlp.model.z_dim, conv.model.hidden) == (400, 20, 256)
+    assert mlp.replace(z_dim=2, beta=4.0).model == VAEConfig(hidden=400, channels=16, z_dim=2, beta=4.0)
+    assert isinstance(conv.build().encoder, type(tiny("conv").encoder))
+    with pytest.raises(ValueError, match="does not match"):
+        zoo.MNISTVAE(arch="conv", model=VAEConfig(arch="mlp"))
+    with pytest.raises(ValueError, match="picks the defaults"):
+        mlp.replace(arch="conv")
+    ring = zoo.RingVAE().replace(n=200, sigma_x=None)
+    assert ring.data.n == 200 and ring.model.sigma_x is None and ring.model.likelihood == "gaussian"
 
 
 def test_plot_helpers():

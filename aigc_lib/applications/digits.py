@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from aigc_lib.config import model_device
+
 
 def parse_request(text: str) -> list[int]:
     """The class labels of a digit string: ``"2026" -> [2, 0, 2, 6]``.
@@ -62,13 +64,13 @@ def render_digits(G: nn.Module, text: str, styles: int = 1, *, truncation: float
         raise ValueError(f"styles must be a positive int (how many renderings of the request), got {styles!r}")
     if getattr(G, "n_classes", 0) < 10:
         raise ValueError("render_digits needs a conditional generator over the 10 digits "
-                         "(n_classes=10), e.g. aigc_lib.training.gan.mnist_cdcgan()")
+                         "(n_classes=10), e.g. aigc_lib.zoo.mnist_gan('cdcgan')[0].G")
     was_training = G.training
     G.eval()
-    dev = next(G.parameters()).device
+    device = model_device(G)
     n = styles * len(labels)
-    z = truncated_normal((n, G.z_dim), truncation, generator).to(dev)
-    y = torch.tensor(labels * styles, dtype=torch.long, device=dev)
+    z = truncated_normal((n, G.z_dim), truncation, generator).to(device)
+    y = torch.tensor(labels * styles, dtype=torch.long, device=device)
     x = G.to_data(G(z, y)).clamp(0, 1).cpu()
     G.train(was_training)
     return x.view(styles, len(labels), *x.shape[1:])

@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from aigc_lib.config import model_device
+
 MASKS = ("left", "right", "top", "bottom", "center", "random")
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -107,10 +109,6 @@ def masked_mse(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torc
     return (missing * (x_hat - x).flatten(1) ** 2).sum(1) / missing.sum(1)
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @contextlib.contextmanager
 def frozen(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and no parameter gradients inside the block (we optimise z, not the model)."""
@@ -135,7 +133,7 @@ def inpaint_iterative(vae: nn.Module, x: torch.Tensor, mask: torch.Tensor, n_ite
     if not isinstance(n_iter, int) or n_iter < 1:
         raise ValueError(f"n_iter must be a positive int, got {n_iter!r}")
     mask = check_mask(mask, x)
-    home, x, mask = x.device, x.to(_device(vae)), mask.to(_device(vae))
+    home, x, mask = x.device, x.to(model_device(vae)), mask.to(model_device(vae))
     xk = apply_mask(x, mask, fill)
     for _ in range(n_iter):
         mu, _ = vae.encode(xk.clamp(0, 1))
@@ -198,7 +196,7 @@ def inpaint_vae(vae: nn.Module, x: torch.Tensor, mask: torch.Tensor, *, steps: i
 
     The likelihood is the VAE's own Bernoulli p(x | z) and the prior its N(0, I).
     """
-    home, x, mask = x.device, x.to(_device(vae)), check_mask(mask, x).to(_device(vae))
+    home, x, mask = x.device, x.to(model_device(vae)), check_mask(mask, x).to(model_device(vae))
     with frozen(vae):
         start = inpaint_iterative(vae, x, mask, n_iter) if n_iter else apply_mask(x, mask)
         with torch.no_grad():
@@ -221,7 +219,7 @@ def inpaint_gan(G: nn.Module, x: torch.Tensor, mask: torch.Tensor, *, labels: to
         raise ValueError(f"restarts must be a positive int, got {restarts!r}")
     mask = check_mask(mask, x)
     N, n_classes = len(x), getattr(G, "n_classes", 0)
-    dev = next(G.parameters()).device
+    device = model_device(G)
     if n_classes and labels is None:  # unknown digit: try every class, `restarts` times each
         K = n_classes * restarts
         ys = torch.arange(n_classes).repeat_interleave(restarts).repeat(N)
@@ -232,11 +230,11 @@ def inpaint_gan(G: nn.Module, x: torch.Tensor, mask: torch.Tensor, *, labels: to
         K, ys = restarts, labels.repeat_interleave(restarts)
     else:
         K, ys = restarts, None
-    ys = None if ys is None else ys.to(dev)
-    xr, mr = x.repeat_interleave(K, 0).to(dev), mask.repeat_interleave(K, 0).to(dev)  # row i*K + k
+    ys = None if ys is None else ys.to(device)
+    xr, mr = x.repeat_interleave(K, 0).to(device), mask.repeat_interleave(K, 0).to(device)  # row i*K + k
     z0 = torch.randn(N * K, G.z_dim, generator=generator)
     with frozen(G):
-        repaired, _, loss = inpaint_latent(lambda z: G.to_data(G(z, ys)), xr, mr, z0.to(dev), steps=steps, lr=lr,
+        repaired, _, loss = inpaint_latent(lambda z: G.to_data(G(z, ys)), xr, mr, z0.to(device), steps=steps, lr=lr,
                                            likelihood="gaussian", sigma=sigma, progress=progress)
     best = loss.view(N, K).argmin(1)
     return repaired.view(N, K, *x.shape[1:])[torch.arange(N, device=best.device), best].to(x.device)
@@ -256,7 +254,7 @@ def denoise_vae(vae: nn.Module, x_noisy: torch.Tensor, *, sigma: float = 0.3, st
 
     ``steps = 0`` is the plain encode-decode projection E[x | z = mu(x_noisy)].
     """
-    home, x_noisy = x_noisy.device, x_noisy.to(_device(vae))
+    home, x_noisy = x_noisy.device, x_noisy.to(model_device(vae))
     with frozen(vae):
         with torch.no_grad():
             z0, _ = vae.encode(x_noisy.clamp(0, 1))

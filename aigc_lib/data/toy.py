@@ -1,4 +1,5 @@
-"""Two-dimensional toy distributions: the test beds of the GAN, VAE and diffusion chapters."""
+"""Toy data: 2-D distributions (the test beds of the GAN, VAE and diffusion chapters) and chapter 5's
+sequence-reversal task."""
 from __future__ import annotations
 
 import math
@@ -44,3 +45,22 @@ def spiral(n: int, turns: float = 1.5, noise: float = 0.05,
     theta = 2 * math.pi * turns * u.sqrt()  # sqrt: uniform density along the arc, roughly
     r = theta / (2 * math.pi * turns)
     return torch.stack([r * theta.cos(), r * theta.sin()], 1) + noise * torch.randn(n, 2, generator=generator)
+
+
+def reversal_task(n: int, length: int = 8, n_symbols: int = 10, *,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` examples of "read a sequence, then write it backwards", for a decoder-only model.
+
+    Each row is ``x_1 .. x_L SEP x_L .. x_1`` (symbols ``0..n_symbols-1``, ``SEP = n_symbols``).
+    Returns ``(idx, targets)``: ``idx`` is the row without its last token and ``targets`` the row
+    shifted by one, with ``-1`` (ignored by the loss) wherever the next token is part of the input,
+    so the model is graded only on the reversed half.
+    """
+    if length < 1 or n_symbols < 2:
+        raise ValueError(f"need length >= 1 and n_symbols >= 2, got {length} and {n_symbols}")
+    x = torch.randint(0, n_symbols, (n, length), generator=generator)
+    sep = torch.full((n, 1), n_symbols)
+    row = torch.cat([x, sep, x.flip(1)], dim=1)
+    idx, targets = row[:, :-1], row[:, 1:].clone()
+    targets[:, :length] = -1  # predicting x_2..x_L and SEP is not the task
+    return idx, targets

@@ -5,16 +5,20 @@ FID (Heusel et al., 2017) fits a Gaussian to the features of each set and measur
     FID = ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)).
 
 Papers compute it with Inception-v3 features of ImageNet-like photos. For digits the book uses the
-128-d penultimate features of :func:`aigc_lib.models.classifier.mnist_classifier` instead (the FID
+128-d penultimate features of the book's classifier, :func:`aigc_lib.zoo.mnist_classifier`, instead (the FID
 authors recommend a domain-specific network for data far from ImageNet). MNIST-FID numbers are
 therefore on their own scale: never compare them with Inception FIDs from papers.
+
+:func:`detection_accuracy` scores a detector of generated images (chapter 11).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from aigc_lib.config import model_device
 from aigc_lib.models.classifier import check_images
+from aigc_lib.zoo import mnist_classifier
 
 
 def _as_2d(f, what: str) -> np.ndarray:
@@ -42,13 +46,11 @@ def fid_from_features(f_a, f_b) -> float:
 
 def mnist_features(x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """The book's MNIST classifier features of images N x 1 x 28 x 28 in [0, 1]."""
-    from aigc_lib.models.classifier import mnist_classifier
-
     check_images(x)
-    model = mnist_classifier()  # outside no_grad: the first call may have to train it
-    dev = next(model.parameters()).device
+    model, _ = mnist_classifier()  # outside no_grad: the first call may have to train it
+    device = model_device(model)
     with torch.no_grad():
-        return torch.cat([model.features(xb.to(dev)).cpu() for xb in x.split(batch_size)])
+        return torch.cat([model.features(xb.to(device)).cpu() for xb in x.split(batch_size)])
 
 
 def mnist_fid(x_a: torch.Tensor, x_b: torch.Tensor) -> float:
@@ -58,3 +60,13 @@ def mnist_fid(x_a: torch.Tensor, x_b: torch.Tensor) -> float:
     """
     check_images(x_a, "x_a"), check_images(x_b, "x_b")
     return fid_from_features(mnist_features(x_a), mnist_features(x_b))
+
+
+@torch.no_grad()
+def detection_accuracy(detector, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+    """Share of ``real`` called real, of ``fake`` called generated, and their mean (balanced accuracy)."""
+    if len(real) == 0 or len(fake) == 0:
+        raise ValueError("need at least one real and one generated image")
+    real_ok = (detector.predict(real) == 0).float().mean().item()
+    fake_ok = (detector.predict(fake) == 1).float().mean().item()
+    return {"real": real_ok, "fake": fake_ok, "balanced": (real_ok + fake_ok) / 2}

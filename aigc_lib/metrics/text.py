@@ -7,7 +7,8 @@
   (``rep-n = 1 - unique / total`` within one text), averaged over texts;
 * :func:`bleu` (Papineni et al. 2002) and :func:`self_bleu` (Zhu et al. 2018): how much each
   text's n-grams overlap with the others' (high self-BLEU = the samples look alike).
-* :func:`verbatim_lengths`: how much of a text a model writes back from its prefix (memorization).
+* :func:`verbatim_lengths`: how much of a text a model writes back from its prefix (memorization),
+  from the starts :func:`probe_starts` draws.
 
 Texts are strings (split on whitespace) or sequences of tokens (e.g. token ids or characters).
 """
@@ -20,6 +21,10 @@ from typing import Callable, Hashable, Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from aigc_lib.config import model_device
+from aigc_lib.data import load_shakespeare
+from aigc_lib.sampling import generate
 
 Tokens = Sequence[Hashable]
 
@@ -151,8 +156,6 @@ def verbatim_lengths(model: nn.Module, ids: torch.Tensor, starts: Sequence[int] 
     matches in full makes the text *extractable* from the model with that prefix (the greedy
     "k-extractable" test of Carlini et al. 2021, 2023).
     """
-    from aigc_lib.sampling import generate
-
     ids = torch.as_tensor(ids).long()
     starts = torch.as_tensor(starts, dtype=torch.long)
     if ids.dim() != 1:
@@ -163,10 +166,21 @@ def verbatim_lengths(model: nn.Module, ids: torch.Tensor, starts: Sequence[int] 
         raise ValueError(f"every start must leave prefix_length + n_new = {prefix_length + n_new} tokens "
                          f"inside the text of {len(ids)} tokens")
     window = starts[:, None] + torch.arange(prefix_length + n_new)
-    device = next(model.parameters()).device
+    device = model_device(model)
     lengths = []
     for rows in ids[window].split(batch_size):
         out = generate(model, rows[:, :prefix_length].to(device), n_new, sliding_window=True).cpu()
         same = (out[:, prefix_length:] == rows[:, prefix_length:]).long()
         lengths.append(same.cumprod(1).sum(1))  # matched tokens before the first difference
     return torch.cat(lengths)
+
+
+def probe_starts(ids: torch.Tensor, span: int, n_new: int, n: int, g: torch.Generator) -> torch.Tensor:
+    """``n`` random starts in a Shakespeare text whose continuation is at least half non-space characters.
+
+    (The poems hold long runs of indenting spaces, which even an untrained model "writes back".)
+    """
+    space = torch.tensor([c.isspace() for c in load_shakespeare().vocab])
+    starts = torch.randperm(len(ids) - span, generator=g)[:20 * n]  # candidates: enough to keep n
+    solid = ~space[ids[starts[:, None] + span - n_new + torch.arange(n_new)].long()]
+    return starts[solid.sum(1) >= n_new // 2][:n]

@@ -6,9 +6,12 @@
 * :func:`causal_mask` and :func:`padding_mask`: which keys each query may see;
 * :class:`MultiHeadAttention`: ``MultiHead(X) = Concat(head_1..head_h) W_O`` with
   ``head_i = Attention(X W_Q^i, X W_K^i, X W_V^i)``;
-* :func:`sinusoidal_positions` and :class:`LearnedPositions`: how a Transformer knows word order;
-* :func:`reversal_task` and :func:`train_sequence_task`: a toy task that cannot be solved without
-  attending to the right position, used by chapter 5 to watch attention learn.
+* :func:`sinusoidal_positions` and :class:`LearnedPositions`: how a Transformer knows word order.
+
+Chapter 5's toy task, which cannot be solved without attending to the right position, is
+:func:`aigc_lib.data.toy.reversal_task` (trained by
+:func:`aigc_lib.training.supervised.train_sequence_task`, scored by
+:func:`aigc_lib.metrics.toy.sequence_accuracy`).
 """
 from __future__ import annotations
 
@@ -17,7 +20,6 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -136,69 +138,3 @@ class LearnedPositions(nn.Module):
         if T > self.P.num_embeddings:
             raise ValueError(f"only {self.P.num_embeddings} positions were learned; got a sequence of {T}")
         return self.P(torch.arange(T, device=self.P.weight.device))
-
-
-# ----------------------------------------------------------------------------- a toy task
-
-
-def reversal_task(n: int, length: int = 8, n_symbols: int = 10, *,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` examples of "read a sequence, then write it backwards", for a decoder-only model.
-
-    Each row is ``x_1 .. x_L SEP x_L .. x_1`` (symbols ``0..n_symbols-1``, ``SEP = n_symbols``).
-    Returns ``(idx, targets)``: ``idx`` is the row without its last token and ``targets`` the row
-    shifted by one, with ``-1`` (ignored by the loss) wherever the next token is part of the input,
-    so the model is graded only on the reversed half.
-    """
-    if length < 1 or n_symbols < 2:
-        raise ValueError(f"need length >= 1 and n_symbols >= 2, got {length} and {n_symbols}")
-    x = torch.randint(0, n_symbols, (n, length), generator=generator)
-    sep = torch.full((n, 1), n_symbols)
-    row = torch.cat([x, sep, x.flip(1)], dim=1)
-    idx, targets = row[:, :-1], row[:, 1:].clone()
-    targets[:, :length] = -1  # predicting x_2..x_L and SEP is not the task
-    return idx, targets
-
-
-def train_sequence_task(model: nn.Module, data, *, steps: int, batch_size: int = 64, lr: float = 1e-3,
-                        generator: torch.Generator | None = None, progress: bool = True) -> dict:
-    """AdamW on ``model(idx, targets) -> (logits, loss)`` with fresh batches from ``data(n, generator)``.
-
-    Returns ``{"loss": [...]}``, one value per step; the learning rate decays linearly to zero.
-    """
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
-    model.train()
-    losses = []
-    threads = torch.get_num_threads()
-    if not torch.cuda.is_available():
-        torch.set_num_threads(1)  # toy-sized ops: syncing CPU threads costs more than it saves
-    try:
-        for _ in tqdm(range(steps), desc="training", disable=not progress):
-            idx, targets = data(batch_size, generator)
-            _, loss = model(idx, targets)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-    finally:
-        torch.set_num_threads(threads)
-    model.eval()
-    return {"loss": losses}
-
-
-@torch.no_grad()
-def sequence_accuracy(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
-    """(token accuracy, whole-sequence accuracy) of ``argmax`` predictions on the graded positions.
-
-    Teacher-forced: every position sees the true prefix. A sequence is all right under teacher
-    forcing exactly when greedy decoding reproduces it (by induction over its positions), so the
-    sequence accuracy is also that of greedy generation.
-    """
-    logits, _ = model(idx)
-    graded = targets >= 0
-    correct = (logits.argmax(-1) == targets) | ~graded
-    token_acc = ((logits.argmax(-1) == targets) & graded).sum().item() / graded.sum().item()
-    return token_acc, correct.all(dim=1).float().mean().item()

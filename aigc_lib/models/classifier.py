@@ -4,19 +4,16 @@ It does two jobs in later chapters: it reads generated digits back (does a condi
 draw the digit we asked for?), and its penultimate features define the book's MNIST-FID
 (:mod:`aigc_lib.metrics.image`), as the FID authors recommend for data far from ImageNet.
 
-:func:`mnist_classifier` trains it once (a few seconds on a CPU) and caches it, so every chapter
-uses the very same network.
+:func:`aigc_lib.zoo.mnist_classifier` trains it once (a few seconds on a CPU) and caches it, so
+every chapter uses the very same network; :func:`aigc_lib.training.supervised.train_classifier`
+is its training loop.
 """
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from aigc_lib.config import by_profile, seed_everything
+from aigc_lib.config import model_device
 
 MNIST_SHAPE = (1, 28, 28)
 
@@ -62,80 +59,7 @@ class MNISTClassifier(nn.Module):
         """The most likely digit for each image (evaluated in eval mode, in batches)."""
         was_training = self.training
         self.eval()
-        device = next(self.parameters()).device
+        device = model_device(self)
         preds = [self(xb.to(device)).argmax(1).cpu() for xb in x.split(batch_size)]
         self.train(was_training)
         return torch.cat(preds)
-
-
-def random_shift(x: torch.Tensor, max_shift: float = 2.0, max_degrees: float = 10.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Augment a batch: shift each image by up to ``max_shift`` pixels and rotate it a little."""
-    n = len(x)
-    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_degrees)
-    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (2 * max_shift / x.shape[-1])
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1] = angle.cos(), -angle.sin()
-    theta[:, 1, 0], theta[:, 1, 1] = angle.sin(), angle.cos()
-    theta[:, :, 2] = shift
-    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
-
-
-@torch.enable_grad()  # callable from inside a no_grad block (e.g. a metric that needs a model)
-def train_classifier(model: MNISTClassifier, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 8,
-                     batch_size: int = 64, lr: float = 2e-3, augment: bool = True, seed: int = 0,
-                     progress: bool = True) -> dict:
-    """Train with AdamW and cross-entropy (cosine learning-rate decay); returns ``{"loss": [...]}``."""
-    check_images(x, "training images")
-    k = model.out.out_features
-    if y.shape != (len(x),) or y.min() < 0 or y.max() >= k:
-        raise ValueError(f"labels must be N = {len(x)} ints in 0..{k - 1}, got shape {tuple(y.shape)}")
-    gen = seed_everything(seed)
-    device = next(model.parameters()).device
-    steps = epochs * math.ceil(len(x) / batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    model.train()
-    losses = []
-    bar = tqdm(total=steps, desc="MNIST classifier", disable=not progress)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=gen).split(batch_size):
-            xb = random_shift(x[idx], generator=gen) if augment else x[idx]
-            loss = F.cross_entropy(model(xb.to(device)), y[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            bar.update()
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    bar.close()
-    return {"loss": losses}
-
-
-def classifier_config() -> dict:
-    """Everything that defines the cached classifier (its cache key)."""
-    return {"model": {"n_features": 128, "dropout": 0.3},
-            "train": {"epochs": by_profile(quick=8, full=4), "batch_size": 64, "lr": 2e-3,
-                      "augment": True, "seed": 0}}
-
-
-def mnist_classifier(with_history: bool = False):
-    """The book's MNIST classifier, trained once on the train split and cached (eval mode).
-
-    Returns the model, or ``(model, history)`` with ``history["test_accuracy"]`` on the test split.
-    """
-    from aigc_lib.cache import load_or_train
-    from aigc_lib.data import load_mnist
-
-    cfg = classifier_config()
-
-    def fit(model):
-        history = train_classifier(model, *load_mnist("train"), **cfg["train"])
-        x_test, y_test = load_mnist("test")
-        history["test_accuracy"] = (model.predict(x_test) == y_test).float().mean().item()
-        return history
-
-    model, history = load_or_train("mnist-classifier", cfg, lambda: MNISTClassifier(**cfg["model"]), fit)
-    return (model, history) if with_history else model

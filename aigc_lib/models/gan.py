@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aigc_lib.config import model_device
+
 MNIST_SHAPE = (1, 28, 28)
 
 
@@ -88,7 +90,7 @@ class Generator(nn.Module):
             raise ValueError(f"n must be a positive int, got {n!r}")
         if isinstance(y, int):
             y = torch.full((n,), y, dtype=torch.long)
-        device = next(self.parameters()).device
+        device = model_device(self)
         z = torch.randn(n, self.z_dim, generator=generator).to(device)
         y = None if y is None else torch.as_tensor(y).to(device)
         return self.to_data(self(z, y)).cpu()

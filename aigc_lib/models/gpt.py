@@ -12,7 +12,8 @@ One file, four modules that read top to bottom:
 
 With ``GPTConfig()`` (the defaults) it is GPT-2 small: 124,439,808 parameters, exactly like
 ``transformers.GPT2LMHeadModel``, and :meth:`GPT.from_pretrained` fills it with GPT-2's weights.
-A :class:`KVCache` lets generation feed one new token per step instead of re-running the prefix.
+A :class:`KVCache` lets generation feed one new token per step instead of re-running the prefix;
+to continue a text, call ``aigc_lib.sampling.generate(model, idx, ...)``.
 """
 from __future__ import annotations
 
@@ -277,22 +278,6 @@ class GPT(nn.Module):
         finally:
             for attn in attns:
                 attn.record_weights, attn.weights = False, None
-
-    @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, *, do_sample: bool = True, sliding_window: bool = True,
-                 **kwargs: Any) -> torch.Tensor:
-        """Continue ``idx`` by ``max_new_tokens`` tokens (nanoGPT's interface).
-
-        Like nanoGPT it samples (``do_sample=True``) and slides the context window when the text
-        outgrows ``block_size``. Every other option of :func:`aigc_lib.sampling.generate`
-        (``top_p``, ``repetition_penalty``, ``num_beams``, ``eos_token_id``, ``generator``,
-        ``use_cache`` ...) passes through ``kwargs``.
-        """
-        from aigc_lib.sampling import generate
-
-        return generate(self, idx, max_new_tokens=max_new_tokens, temperature=temperature,
-                        top_k=top_k, do_sample=do_sample, sliding_window=sliding_window, **kwargs)
 
     # ------------------------------------------------------------------ GPT-2 weights
     @classmethod

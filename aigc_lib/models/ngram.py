@@ -135,20 +135,3 @@ class CharNGram:
                 p = p.pow(1.0 / temperature)
             out += self.vocab[int(torch.multinomial(p / p.sum(), 1, generator=generator))]
         return out
-
-
-BASELINE_ORDER = 3  # the "trigram" baseline that later chapters compare against
-
-
-def shakespeare_ngram(order: int = BASELINE_ORDER) -> CharNGram:
-    """An order-``order`` model fitted on the training plays (fits in about a second).
-
-    The default, a trigram (2.08 nats/char on the validation plays), is the book's named baseline.
-    Chapter 1 also sweeps the order: the best, order 5 (about 1.71 nats/char), is a strong model
-    that a GPT trained for two CPU minutes does *not* yet beat; chapters that compare with the
-    n-gram report both, honestly.
-    """
-    from aigc_lib.data import load_shakespeare
-
-    corpus = load_shakespeare()
-    return CharNGram(order, corpus.vocab).fit(corpus.train)

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aigc_lib.config import model_device
+
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 LOG_2PI = math.log(2 * math.pi)
@@ -74,9 +76,9 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
 class MLPEncoder(nn.Module):
     """x -> (mu, logvar): a ReLU MLP with a 2 * z_dim output."""
 
-    def __init__(self, cfg: VAEConfig):
+    def __init__(self, config: VAEConfig):
         super().__init__()
-        self.net = _mlp([cfg.x_dim] + [cfg.hidden] * cfg.n_layers + [2 * cfg.z_dim])
+        self.net = _mlp([config.x_dim] + [config.hidden] * config.n_layers + [2 * config.z_dim])
 
     def forward(self, x):
         mu, logvar = self.net(x.flatten(1)).chunk(2, dim=-1)
@@ -86,10 +88,10 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """z -> the parameters of p(x|z) (Bernoulli logits or Gaussian means), shaped like x."""
 
-    def __init__(self, cfg: VAEConfig):
+    def __init__(self, config: VAEConfig):
         super().__init__()
-        self.x_shape = cfg.x_shape
-        self.net = _mlp([cfg.z_dim] + [cfg.hidden] * cfg.n_layers + [cfg.x_dim])
+        self.x_shape = config.x_shape
+        self.net = _mlp([config.z_dim] + [config.hidden] * config.n_layers + [config.x_dim])
 
     def forward(self, z):
         return self.net(z).view(-1, *self.x_shape)
@@ -98,14 +100,14 @@ class MLPDecoder(nn.Module):
 class ConvEncoder(nn.Module):
     """28 x 28 -> 14 x 14 -> 7 x 7 with stride-2 convolutions, then a linear map to (mu, logvar)."""
 
-    def __init__(self, cfg: VAEConfig):
+    def __init__(self, config: VAEConfig):
         super().__init__()
-        c = cfg.channels
+        c = config.channels
         self.net = nn.Sequential(
             nn.Conv2d(1, c, 4, 2, 1), nn.ReLU(),
             nn.Conv2d(c, 2 * c, 4, 2, 1), nn.ReLU(), nn.Flatten(),
-            nn.Linear(2 * c * 7 * 7, cfg.hidden), nn.ReLU(),
-            nn.Linear(cfg.hidden, 2 * cfg.z_dim),
+            nn.Linear(2 * c * 7 * 7, config.hidden), nn.ReLU(),
+            nn.Linear(config.hidden, 2 * config.z_dim),
         )
 
     def forward(self, x):
@@ -116,12 +118,12 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """The encoder mirrored: linear to 7 x 7, then two stride-2 transposed convolutions to 28 x 28."""
 
-    def __init__(self, cfg: VAEConfig):
+    def __init__(self, config: VAEConfig):
         super().__init__()
-        c = cfg.channels
+        c = config.channels
         self.net = nn.Sequential(
-            nn.Linear(cfg.z_dim, cfg.hidden), nn.ReLU(),
-            nn.Linear(cfg.hidden, 2 * c * 7 * 7), nn.ReLU(), nn.Unflatten(1, (2 * c, 7, 7)),
+            nn.Linear(config.z_dim, config.hidden), nn.ReLU(),
+            nn.Linear(config.hidden, 2 * c * 7 * 7), nn.ReLU(), nn.Unflatten(1, (2 * c, 7, 7)),
             nn.ConvTranspose2d(2 * c, c, 4, 2, 1), nn.ReLU(),
             nn.ConvTranspose2d(c, 1, 4, 2, 1),
         )
@@ -159,26 +161,26 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor | float = 0.0,
 class VAE(nn.Module):
     """Encoder q(z|x) = N(mu(x), diag sigma^2(x)), prior N(0, I), decoder p(x|z)."""
 
-    def __init__(self, cfg: VAEConfig | None = None, **kwargs):
+    def __init__(self, config: VAEConfig | None = None, **kwargs):
         super().__init__()
-        self.cfg = cfg = cfg if cfg is not None else VAEConfig(**kwargs)
-        enc, dec = (MLPEncoder, MLPDecoder) if cfg.arch == "mlp" else (ConvEncoder, ConvDecoder)
-        self.encoder, self.decoder = enc(cfg), dec(cfg)
+        self.config = config = config if config is not None else VAEConfig(**kwargs)
+        enc, dec = (MLPEncoder, MLPDecoder) if config.arch == "mlp" else (ConvEncoder, ConvDecoder)
+        self.encoder, self.decoder = enc(config), dec(config)
         # Gaussian p(x|z) = N(decoder(z), diag sigma_x^2): sigma_x fixed, or learned per coordinate
-        if cfg.likelihood == "gaussian" and cfg.sigma_x is None:
-            self.logvar_x = nn.Parameter(torch.zeros(cfg.x_shape))
-        elif cfg.likelihood == "gaussian":
-            self.register_buffer("logvar_x", torch.full(cfg.x_shape, 2 * math.log(cfg.sigma_x)))
+        if config.likelihood == "gaussian" and config.sigma_x is None:
+            self.logvar_x = nn.Parameter(torch.zeros(config.x_shape))
+        elif config.likelihood == "gaussian":
+            self.register_buffer("logvar_x", torch.full(config.x_shape, 2 * math.log(config.sigma_x)))
         else:
             self.logvar_x = None
 
     def check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.dim() != 1 + len(self.cfg.x_shape) \
-                or tuple(x.shape[1:]) != self.cfg.x_shape:
+        if not isinstance(x, torch.Tensor) or x.dim() != 1 + len(self.config.x_shape) \
+                or tuple(x.shape[1:]) != self.config.x_shape:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"expected a batch of shape N x {' x '.join(map(str, self.cfg.x_shape))}, "
-                             f"got {shape}; reshape it (e.g. x.view(-1, {', '.join(map(str, self.cfg.x_shape))}))")
-        if self.cfg.likelihood == "bernoulli" and x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ValueError(f"expected a batch of shape N x {' x '.join(map(str, self.config.x_shape))}, "
+                             f"got {shape}; reshape it (e.g. x.view(-1, {', '.join(map(str, self.config.x_shape))}))")
+        if self.config.likelihood == "bernoulli" and x.numel() and (x.min() < 0 or x.max() > 1):
             raise ValueError(f"a Bernoulli likelihood needs pixels in [0, 1], got values in "
                              f"[{x.min().item():.3g}, {x.max().item():.3g}]; divide by 255 first")
 
@@ -189,14 +191,14 @@ class VAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The parameters of p(x|z): Bernoulli logits or Gaussian means, shaped N x x_shape."""
-        if z.dim() != 2 or z.shape[1] != self.cfg.z_dim:
-            raise ValueError(f"z must have shape N x {self.cfg.z_dim}, got {tuple(z.shape)}")
+        if z.dim() != 2 or z.shape[1] != self.config.z_dim:
+            raise ValueError(f"z must have shape N x {self.config.z_dim}, got {tuple(z.shape)}")
         return self.decoder(z)
 
     def mean(self, z: torch.Tensor) -> torch.Tensor:
         """E[x | z]: pixel probabilities (Bernoulli) or the Gaussian mean."""
         out = self.decode(z)
-        return torch.sigmoid(out) if self.cfg.likelihood == "bernoulli" else out
+        return torch.sigmoid(out) if self.config.likelihood == "bernoulli" else out
 
     def log_px_given_z(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """log p(x|z) summed over pixels/coordinates, one value per example (nats).
@@ -205,7 +207,7 @@ class VAE(nn.Module):
         Gaussian:  log N(x; out, diag sigma_x^2).
         """
         x = x.expand_as(out)
-        if self.cfg.likelihood == "bernoulli":
+        if self.config.likelihood == "bernoulli":
             return -F.binary_cross_entropy_with_logits(out, x, reduction="none").flatten(1).sum(-1)
         return gaussian_log_density(x.flatten(1), out.flatten(1), self.logvar_x.flatten())
 
@@ -223,14 +225,14 @@ class VAE(nn.Module):
         """
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
-        dev = next(self.parameters()).device
-        z = torch.randn(n, self.cfg.z_dim, generator=generator).to(dev)
+        device = model_device(self)
+        z = torch.randn(n, self.config.z_dim, generator=generator).to(device)
         x_mean = self.mean(z)
         if mean:
             return x_mean
-        if self.cfg.likelihood == "bernoulli":
-            return torch.bernoulli(x_mean.cpu(), generator=generator).to(dev)
-        noise = torch.randn(x_mean.shape, generator=generator).to(dev)
+        if self.config.likelihood == "bernoulli":
+            return torch.bernoulli(x_mean.cpu(), generator=generator).to(device)
+        noise = torch.randn(x_mean.shape, generator=generator).to(device)
         return x_mean + torch.exp(0.5 * self.logvar_x) * noise
 
 
@@ -247,28 +249,17 @@ class ELBOTerms:
         return self.rec + self.kl
 
 
-def check_finite(loss: torch.Tensor, what: str = "loss") -> torch.Tensor:
-    """Raise a FloatingPointError that says what to try when a loss is NaN or infinite."""
-    finite = torch.isfinite(loss)
-    if not finite.all():
-        bad = loss.detach()[~finite].flatten()[0].item()
-        raise FloatingPointError(f"the VAE {what} is {bad}; check the inputs for NaN/inf, "
-                                 "lower the learning rate, or clip gradients")
-    return loss
-
-
 def negative_elbo(model: VAE, x: torch.Tensor, beta: float | None = None,
                   generator: torch.Generator | None = None) -> ELBOTerms:
     """-ELBO = E_q[-log p(x|z)] + beta * KL(q(z|x) || p(z)), one z sample per x, closed-form KL.
 
-    ``beta`` defaults to the model's ``cfg.beta``; beta = 1 gives the true negative ELBO.
+    ``beta`` defaults to the model's ``config.beta``; beta = 1 gives the true negative ELBO.
     """
-    beta = model.cfg.beta if beta is None else beta
+    beta = model.config.beta if beta is None else beta
     out, mu, logvar, _ = model(x, generator=generator)
     rec = -model.log_px_given_z(x, out)
     kl = gaussian_kl(mu, logvar)
-    loss = check_finite((rec + beta * kl).mean())
-    return ELBOTerms(loss=loss, rec=rec, kl=kl)
+    return ELBOTerms(loss=(rec + beta * kl).mean(), rec=rec, kl=kl)
 
 
 def log_weights(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -276,7 +267,7 @@ def log_weights(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator 
     mu, logvar = model.encode(x)
     eps = torch.randn((k, *mu.shape), generator=generator).to(mu.device)
     z = reparameterize(mu.expand(k, *mu.shape), logvar.expand(k, *mu.shape), eps=eps)  # k x N x z_dim
-    out = model.decode(z.flatten(0, 1)).view(k, len(x), *model.cfg.x_shape)
+    out = model.decode(z.flatten(0, 1)).view(k, len(x), *model.config.x_shape)
     log_px_z = model.log_px_given_z(x.unsqueeze(0).expand_as(out).flatten(0, 1), out.flatten(0, 1)).view(k, -1)
     return log_px_z + gaussian_log_density(z) - gaussian_log_density(z, mu, logvar)
 
@@ -294,7 +285,7 @@ def iwae_bound(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator |
     model.check_input(x)
     chunks = [log_weights(model, x, min(chunk, k - i), generator) for i in range(0, k, chunk)]
     bound = torch.logsumexp(torch.cat(chunks), dim=0) - math.log(k)
-    return check_finite(bound, "IWAE bound")
+    return bound
 
 
 def mu_gradient_samples(model: VAE, x: torch.Tensor, n: int, estimator: str,

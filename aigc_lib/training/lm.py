@@ -8,15 +8,15 @@ The loop of nanoGPT's ``train.py``, in pieces a reader can test one at a time:
 * :func:`train_lm`: gradient clipping, periodic validation, a progress bar, a loss history,
   checkpoint/resume to the same state, a clear error on a NaN loss; mixed precision and
   ``torch.compile`` on CUDA; data parallelism (DDP) when launched by ``torchrun``;
-* :func:`evaluate`: the exact mean loss over every token of a text (non-overlapping windows);
-* :func:`shakespeare_gpt`: the book's character-level Shakespeare GPT, trained once and cached.
+* :func:`evaluate`: the exact mean loss over every token of a text (non-overlapping windows).
 
-Several GPUs::
+The book's trained language models are recipes in :mod:`aigc_lib.zoo`. Several GPUs::
 
-    torchrun --standalone --nproc_per_node=4 -m aigc_lib.training.lm
+    torchrun --standalone --nproc_per_node=4 -m aigc_lib.zoo shakespeare-char-gpt
 
-runs :func:`main`: every process draws the same global batch, trains on its own slice of it, and
-DDP averages the gradients, so the run follows the single-process run on the same global batch.
+trains one with DDP (:func:`setup_distributed`): every process draws the same global batch, trains
+on its own slice of it, and DDP averages the gradients, so the run follows the single-process run
+on the same global batch.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -33,7 +33,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from aigc_lib.config import run_seed
+from aigc_lib.config import model_device, run_seed
+from aigc_lib.training.loop import check_finite
 
 
 @dataclass
@@ -84,40 +85,40 @@ def get_batch(data: torch.Tensor, batch_size: int, block_size: int,
     return x, y
 
 
-def lr_at(step: int, cfg: LMTrainConfig) -> float:
+def lr_at(step: int, config: LMTrainConfig) -> float:
     """Linear warm-up over ``warmup_steps``, then cosine decay from ``lr`` to ``min_lr``.
 
     lr(s) = lr * (s+1) / (warmup+1)                                     for s < warmup
     lr(s) = min_lr + (lr - min_lr) * (1 + cos(pi * progress)) / 2        progress = (s-warmup) / (steps-warmup)
     """
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / (cfg.warmup_steps + 1)
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-    return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / (config.warmup_steps + 1)
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+    return config.min_lr + (config.lr - config.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def configure_optimizer(model: nn.Module, cfg: LMTrainConfig) -> torch.optim.AdamW:
+def configure_optimizer(model: nn.Module, config: LMTrainConfig) -> torch.optim.AdamW:
     """AdamW; weight decay only on matrices (weights of Linear/Embedding), not biases or norms."""
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     fused = {"fused": True} if all(p.is_cuda for p in params) else {}
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **fused)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), **fused)
 
 
-def _autocast(device: torch.device, cfg: LMTrainConfig):
+def _autocast(device: torch.device, config: LMTrainConfig):
     """bf16 autocast on CUDA (fp16 if the GPU lacks bf16); full precision elsewhere."""
-    if device.type != "cuda" or not cfg.mixed_precision:
+    if device.type != "cuda" or not config.mixed_precision:
         return contextlib.nullcontext(), None
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.autocast("cuda", dtype=dtype), dtype
 
 
 @torch.no_grad()
-def estimate_loss(model: nn.Module, data: torch.Tensor, cfg: LMTrainConfig, seed: int) -> float:
-    """Mean loss over ``cfg.eval_batches`` random batches drawn with a fixed ``seed``.
+def estimate_loss(model: nn.Module, data: torch.Tensor, config: LMTrainConfig, seed: int) -> float:
+    """Mean loss over ``config.eval_batches`` random batches drawn with a fixed ``seed``.
 
     Fixing the seed makes every evaluation of a run use the same windows, so the validation curve
     moves because the model changes, not because the batches do.
@@ -125,11 +126,11 @@ def estimate_loss(model: nn.Module, data: torch.Tensor, cfg: LMTrainConfig, seed
     was_training = model.training
     model.eval()
     g = torch.Generator().manual_seed(run_seed(seed))
-    device = next(model.parameters()).device
-    autocast, _ = _autocast(device, cfg)
+    device = model_device(model)
+    autocast, _ = _autocast(device, config)
     losses = []
-    for _ in range(cfg.eval_batches):
-        x, y = get_batch(data, cfg.batch_size, cfg.block_size, g)
+    for _ in range(config.eval_batches):
+        x, y = get_batch(data, config.batch_size, config.block_size, g)
         with autocast:
             _, loss = model(x.to(device), y.to(device))
         losses.append(loss.item())
@@ -150,7 +151,7 @@ def evaluate(model: nn.Module, data: torch.Tensor, block_size: int, batch_size: 
         raise ValueError("evaluate needs at least two tokens (one prediction)")
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     starts = list(range(0, len(data) - 1, block_size))
     total, count = 0.0, 0
     batches = range(0, len(starts), batch_size)
@@ -199,21 +200,21 @@ def _world() -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- the loop
-def _state(model, optimizer, scaler, step, generator, history, cfg) -> dict:
+def _state(model, optimizer, scaler, step, generator, history, config) -> dict:
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None, "step": step,
             "batch_rng": generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "history": history, "config": cfg.to_dict()}
+            "history": history, "config": config.to_dict()}
 
 
 def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
-             cfg: LMTrainConfig, *, checkpoint: str | Path | None = None, stop_at: int | None = None,
+             config: LMTrainConfig, *, checkpoint: str | Path | None = None, stop_at: int | None = None,
              on_eval: Callable[[int, nn.Module, dict], None] | None = None,
              progress: bool = True) -> dict:
     """Train ``model`` (``forward(idx, targets) -> (logits, loss)``) in place; return its history.
 
     * ``checkpoint``: a file to resume from if it exists, and to save to every
-      ``cfg.checkpoint_interval`` steps and at the end (weights, optimizer, step, random states,
+      ``config.checkpoint_interval`` steps and at the end (weights, optimizer, step, random states,
       history): a resumed run continues exactly where the saved one was.
     * ``stop_at``: stop (and save) after this many steps; call again later to resume.
     * ``on_eval(step, model, history)``: called after each validation (e.g. to draw samples).
@@ -223,25 +224,25 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
     NaN or infinite raises ``FloatingPointError`` with advice.
     """
     rank, world = _world()
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes "
+    if config.batch_size % world:
+        raise ValueError(f"batch_size={config.batch_size} must be divisible by the number of processes "
                          f"({world}) so every process gets an equal slice of the global batch")
     block = getattr(getattr(model, "config", None), "block_size", None)
-    if block is not None and cfg.block_size > block:
-        raise ValueError(f"training windows of block_size={cfg.block_size} exceed the model's context "
+    if block is not None and config.block_size > block:
+        raise ValueError(f"training windows of block_size={config.block_size} exceed the model's context "
                          f"({block}); lower LMTrainConfig.block_size or build a longer model")
-    device = next(model.parameters()).device
-    optimizer = configure_optimizer(model, cfg)
-    autocast, amp_dtype = _autocast(device, cfg)
+    device = model_device(model)
+    optimizer = configure_optimizer(model, config)
+    autocast, amp_dtype = _autocast(device, config)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    generator = torch.Generator().manual_seed(run_seed(cfg.seed))  # the same on every process: same global batch
+    generator = torch.Generator().manual_seed(run_seed(config.seed))  # the same on every process: same global batch
     history: dict = {"train_loss": [], "lr": [], "eval_step": [], "val_loss": [], "train_eval_loss": [],
-                     "tokens_per_step": cfg.batch_size * cfg.block_size, "world_size": world}
+                     "tokens_per_step": config.batch_size * config.block_size, "world_size": world}
     step = 0
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
-        if state["config"] != cfg.to_dict():
+        if state["config"] != config.to_dict():
             raise ValueError(f"checkpoint {checkpoint} was written with a different LMTrainConfig; "
                              "delete it or resume with the same configuration")
         model.load_state_dict(state["model"])
@@ -255,58 +256,56 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
     def save() -> None:
         if checkpoint is not None and rank == 0:
             tmp = checkpoint.with_suffix(".tmp")
-            torch.save(_state(model, optimizer, scaler, step, generator, history, cfg), tmp)
+            torch.save(_state(model, optimizer, scaler, step, generator, history, config), tmp)
             os.replace(tmp, checkpoint)
         if world > 1:
             dist.barrier()
 
     trained = model
-    if cfg.compile and device.type == "cuda":
+    if config.compile and device.type == "cuda":
         trained = torch.compile(trained)
     if world > 1:
         trained = DDP(trained, device_ids=[device.index] if device.type == "cuda" else None)
 
     def validate() -> None:
         history["eval_step"].append(step)
-        history["val_loss"].append(estimate_loss(model, val_data, cfg, seed=cfg.seed + 1))
-        history["train_eval_loss"].append(estimate_loss(model, train_data, cfg, seed=cfg.seed + 2))
+        history["val_loss"].append(estimate_loss(model, val_data, config, seed=config.seed + 1))
+        history["train_eval_loss"].append(estimate_loss(model, train_data, config, seed=config.seed + 2))
         if on_eval is not None:
             model.eval()
             on_eval(step, model, history)
             model.train()
 
-    last = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    last = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = None
     if progress and rank == 0:
         from tqdm.auto import tqdm
         # few redraws: each one is a message to a notebook's front end
-        bar = tqdm(total=cfg.steps, initial=step, desc="train", leave=False, mininterval=1.0)
+        bar = tqdm(total=config.steps, initial=step, desc="train", leave=False, mininterval=1.0)
     model.train()
     start, start_step = time.perf_counter(), step
     if step == 0:
         validate()
-    local = cfg.batch_size // world
+    local = config.batch_size // world
     while step < last:
-        lr = lr_at(step, cfg)
+        lr = lr_at(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = get_batch(train_data, cfg.batch_size, cfg.block_size, generator)
+        x, y = get_batch(train_data, config.batch_size, config.block_size, generator)
         # this process's slice of the global batch; DDP averages the slices' gradients
         x, y = x[rank * local:(rank + 1) * local].to(device), y[rank * local:(rank + 1) * local].to(device)
         with autocast:
             _, loss = trained(x, y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"the training loss became {loss.item()} at step {step} (lr={lr:.2e}). Lower the "
-                "learning rate, keep gradient clipping on (grad_clip > 0), check the data for "
-                "out-of-range ids, or turn off mixed precision; the last checkpoint (if any) is intact.")
+        check_finite(loss, f"the training loss (lr={lr:.2e})", step, advice=(
+            "Lower the learning rate, keep gradient clipping on (grad_clip > 0), check the data for "
+            "out-of-range ids, or turn off mixed precision; the last checkpoint (if any) is intact."))
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
         else:
             loss.backward()
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -323,9 +322,9 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
         if bar is not None:
             bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", refresh=False)
             bar.update(1)
-        if step % cfg.eval_interval == 0 or step == cfg.steps:
+        if step % config.eval_interval == 0 or step == config.steps:
             validate()
-        if cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0 and step < last:
+        if config.checkpoint_interval and step % config.checkpoint_interval == 0 and step < last:
             save()
     if bar is not None:
         bar.close()
@@ -335,116 +334,3 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
     save()
     model.eval()
     return history
-
-
-# ----------------------------------------------------------------------------- the book's model
-CACHE_NAME = "shakespeare-char-gpt"
-
-
-def shakespeare_char_config(**overrides) -> dict:
-    """The chapter-7 character model and its training run, sized by the profile.
-
-    ``quick`` is nanoGPT's CPU recipe for shakespeare_char (4 layers, 4 heads, 128-d, context 64,
-    batch 12, 2,000 steps) with twice its peak learning rate (2e-3 instead of 1e-3, which lowers
-    the final validation loss at the same cost); ``full`` is its GPU recipe (6 layers, 6 heads, 384-d, context 256,
-    batch 64, 5,000 steps, dropout 0.2). ``overrides`` replace fields of the model
-    (``n_layer``, ``n_head``, ``n_embd``, ``dropout``, ``bias``) or of :class:`LMTrainConfig`;
-    ``block_size`` sets both. Every field is in the returned dict, which is the cache key.
-    """
-    from aigc_lib.config import by_profile
-    from aigc_lib.models.gpt import GPTConfig
-
-    model = by_profile(quick=dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=True),
-                       full=dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2, bias=True))
-    train = by_profile(
-        quick=dict(steps=2000, batch_size=12, block_size=64, lr=2e-3, min_lr=1e-4, warmup_steps=100,
-                   eval_interval=250, eval_batches=20, checkpoint_interval=500),
-        full=dict(steps=5000, batch_size=64, block_size=256, lr=1e-3, min_lr=1e-4, warmup_steps=100,
-                  eval_interval=250, eval_batches=200, compile=True, checkpoint_interval=1000))
-    samples = by_profile(quick=[0, 250, 500, 1000, 2000], full=[0, 250, 500, 1000, 5000])
-    model_fields = {f.name for f in fields(GPTConfig)} - {"vocab_size"}
-    train_fields = {f.name for f in fields(LMTrainConfig)}
-    for key, value in overrides.items():
-        if key == "sample_steps":
-            samples = list(value)
-            continue
-        if key not in model_fields | train_fields:
-            raise ValueError(f"unknown setting {key!r}; choose from the model's {sorted(model_fields)} "
-                             f"or the training's {sorted(train_fields)}")
-        if key in model_fields:
-            model[key] = value
-        if key in train_fields:
-            train[key] = value
-    return {"model": model, "train": LMTrainConfig(**train).to_dict(), "sample_steps": samples,
-            "sample_chars": 300, "sample_texts": 8, "eval": "full-val"}
-
-
-def shakespeare_gpt(progress: bool = True, **overrides):
-    """The book's character-level GPT pretrained on Shakespeare's training plays, cached.
-
-    Returns ``(model, tokenizer, history)``; the first call trains (about 1.5 CPU minutes in the
-    quick profile), later calls load the checkpoint. ``history`` has the training curves,
-    ``val_loss_full`` (nats/char over every character of the validation plays), ``samples``
-    (``[step, text]`` pairs drawn during training), ``sample_sets`` (``[step, texts]``, eight
-    texts per step) and ``train_seconds``. An interrupted
-    training resumes from a partial checkpoint in the cache directory.
-    """
-    from aigc_lib.cache import checkpoint_path, load_or_train
-    from aigc_lib.config import device, generator, seed_everything
-    from aigc_lib.data import load_shakespeare
-    from aigc_lib.models.gpt import GPT, GPTConfig
-    from aigc_lib.sampling import generate
-    from aigc_lib.tokenizers import CharTokenizer
-
-    cfg = shakespeare_char_config(**overrides)
-    corpus = load_shakespeare()
-    tok = CharTokenizer(corpus.vocab)
-    partial = checkpoint_path(CACHE_NAME, cfg).with_suffix(".partial.pt")
-
-    def build() -> GPT:
-        seed_everything(cfg["train"]["seed"])
-        return GPT(GPTConfig(vocab_size=tok.vocab_size, **cfg["model"]))
-
-    def fit(model: GPT) -> dict:
-        model.to(device())
-        train = torch.tensor(tok.encode(corpus.train), dtype=torch.uint8)
-        val = torch.tensor(tok.encode(corpus.val), dtype=torch.uint8)
-        prompt = torch.tensor([tok.encode("\n")], device=device())
-
-        def on_eval(step: int, m: nn.Module, history: dict) -> None:
-            # Plain sampling at temperature 1 (chapter 8 covers decoding), several texts per step so
-            # that statistics of the samples are not one text's luck.
-            if step in cfg["sample_steps"]:
-                out = generate(m, prompt, cfg["sample_chars"], do_sample=True, sliding_window=True,
-                               num_return_sequences=cfg["sample_texts"], generator=generator(step))
-                texts = [tok.decode(row[1:].tolist()) for row in out]
-                history.setdefault("samples", []).append([step, texts[0]])
-                history.setdefault("sample_sets", []).append([step, texts])
-
-        history = train_lm(model, train, val, LMTrainConfig(**cfg["train"]), checkpoint=partial,
-                           on_eval=on_eval, progress=progress)
-        start = time.perf_counter()
-        history["val_loss_full"] = evaluate(model, val, cfg["model"]["block_size"], progress=progress)
-        history["eval_seconds"] = time.perf_counter() - start
-        history["num_params"] = model.num_params()
-        model.cpu()
-        return history
-
-    model, history = load_or_train(CACHE_NAME, cfg, build, fit)
-    partial.unlink(missing_ok=True)
-    return model.to(device()), tok, history
-
-
-def main() -> None:  # pragma: no cover - exercised by hand under torchrun
-    """Train (or load) the profile's Shakespeare GPT; under ``torchrun`` with DDP."""
-    rank, world = setup_distributed()
-    model, tok, history = shakespeare_gpt(progress=rank == 0)
-    if rank == 0:
-        print(f"{world} process(es): val loss {history['val_loss_full']:.4f} nats/char, "
-              f"{history['train_seconds']:.0f} s, {model.num_params():,} parameters")
-    if world > 1:
-        dist.destroy_process_group()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

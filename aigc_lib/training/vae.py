@@ -1,4 +1,4 @@
-"""Training the VAEs of chapter 3, and the cached models other chapters reuse.
+"""Training and evaluating the VAEs of chapter 3.
 
 Data convention: MNIST pixels are *binarized*: every time a training digit is used, each pixel
 is drawn as x_i ~ Bernoulli(grey level_i) ("dynamic binarization"), and the test digits are
@@ -6,17 +6,19 @@ binarized once with a fixed seed (:func:`binarized_mnist`). A Bernoulli likeliho
 true probability mass function, so -ELBO and IWAE numbers are log-likelihoods in nats,
 comparable with the literature (Burda et al. 2016 use binarized MNIST too).
 
-    model = mnist_vae()                        # the 784-400-20 MLP VAE, trained once and cached
-    model, history = get_mnist_vae(z_dim=2)    # any variant; same arguments -> same cached model
+The book's trained VAEs (the 784-400-20 MLP VAE and its variants, the ring VAE) are recipes in
+:mod:`aigc_lib.zoo`: ``model, history = zoo.mnist_vae(z_dim=2)``.
 """
 from __future__ import annotations
 
 import torch
 from tqdm.auto import tqdm
 
-from aigc_lib.cache import load_or_train
-from aigc_lib.config import by_profile, device, generator, seed_everything
-from aigc_lib.models.vae import VAE, VAEConfig, iwae_bound, negative_elbo
+from aigc_lib.config import device as best_device
+from aigc_lib.config import generator, model_device, seed_everything
+from aigc_lib.data import load_mnist
+from aigc_lib.models.vae import VAE, iwae_bound, negative_elbo
+from aigc_lib.training.loop import check_finite
 
 TEST_BINARIZATION_SEED = 1234  # fixed forever: the binarized test set every chapter evaluates on
 
@@ -30,8 +32,6 @@ def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
 
 def binarized_mnist(split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST ``split`` binarized once with a fixed seed: the book's evaluation set, and its labels."""
-    from aigc_lib.data import load_mnist
-
     x, y = load_mnist(split)
     return binarize(x, torch.Generator().manual_seed(TEST_BINARIZATION_SEED)), y
 
@@ -41,10 +41,10 @@ def evaluate_elbo(model: VAE, x: torch.Tensor, seed: int = 0, batch_size: int = 
     """Mean -ELBO, distortion (-log p(x|z)) and rate (KL) over ``x``, one z per example, in nats."""
     model.eval()
     g = generator(seed)
-    dev = next(model.parameters()).device
+    device = model_device(model)
     rec, kl = [], []
     for i in range(0, len(x), batch_size):
-        terms = negative_elbo(model, x[i:i + batch_size].to(dev), beta=1.0, generator=g)
+        terms = negative_elbo(model, x[i:i + batch_size].to(device), beta=1.0, generator=g)
         rec.append(terms.rec.cpu()), kl.append(terms.kl.cpu())
     rec, kl = torch.cat(rec), torch.cat(kl)
     return {"neg_elbo": (rec + kl).mean().item(), "rec": rec.mean().item(), "kl": kl.mean().item()}
@@ -55,9 +55,9 @@ def evaluate_iwae(model: VAE, x: torch.Tensor, k: int, seed: int = 0, batch_size
     """Mean importance-weighted bound L_k over ``x`` (nats; k = 1 is the ELBO), batch by batch."""
     model.eval()
     g = generator(seed)
-    dev = next(model.parameters()).device
-    return torch.cat([iwae_bound(model, xb.to(dev), k, generator=g).cpu()
-                      for xb in x.split(batch_size)]).mean().item()
+    device = model_device(model)
+    bounds = torch.cat([iwae_bound(model, xb.to(device), k, generator=g).cpu() for xb in x.split(batch_size)])
+    return check_finite(bounds.mean().item(), "the IWAE bound", advice="Check the inputs for NaN or infinite values.")
 
 
 def train_vae(model: VAE, x_train: torch.Tensor, *, epochs: int, batch_size: int = 100, lr: float = 1e-3,
@@ -73,90 +73,30 @@ def train_vae(model: VAE, x_train: torch.Tensor, *, epochs: int, batch_size: int
         raise ValueError(f"need epochs >= 1, batch_size >= 1 and lr > 0, got {epochs}, {batch_size}, {lr}")
     model.check_input(x_train[:1])
     g = seed_everything(seed)
-    dev = device()
-    model.to(dev).train()
+    device = best_device()
+    model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    hist: dict[str, list[float]] = {"loss": [], "rec": [], "kl": [], "val_neg_elbo": []}
+    history: dict[str, list[float]] = {"loss": [], "rec": [], "kl": [], "val_neg_elbo": []}
     steps_per_epoch = -(-len(x_train) // batch_size)
-    bar = tqdm(total=epochs * steps_per_epoch, desc=f"VAE ({model.cfg.arch}, z={model.cfg.z_dim})",
+    bar = tqdm(total=epochs * steps_per_epoch, desc=f"VAE ({model.config.arch}, z={model.config.z_dim})",
                disable=not progress, leave=False)
     for _ in range(epochs):
         for idx in torch.randperm(len(x_train), generator=g).split(batch_size):
             x = x_train[idx]
-            x = (binarize(x, g) if dynamic_binarization else x).to(dev)
+            x = (binarize(x, g) if dynamic_binarization else x).to(device)
             terms = negative_elbo(model, x, beta=beta, generator=g)
+            check_finite(terms.loss, "the VAE loss", len(history["loss"]))
             opt.zero_grad(set_to_none=True)
             terms.loss.backward()
             opt.step()
-            hist["loss"].append(terms.loss.item())
-            hist["rec"].append(terms.rec.mean().item())
-            hist["kl"].append(terms.kl.mean().item())
+            history["loss"].append(terms.loss.item())
+            history["rec"].append(terms.rec.mean().item())
+            history["kl"].append(terms.kl.mean().item())
             bar.update()
         if x_val is not None:
-            hist["val_neg_elbo"].append(evaluate_elbo(model, x_val)["neg_elbo"])
+            history["val_neg_elbo"].append(evaluate_elbo(model, x_val)["neg_elbo"])
             model.train()
-        bar.set_postfix(loss=f"{hist['loss'][-1]:.1f}")
+        bar.set_postfix(loss=f"{history['loss'][-1]:.1f}")
     bar.close()
     model.eval()
-    return hist
-
-
-def mnist_vae_config(arch: str = "mlp", z_dim: int = 20, beta: float = 1.0, seed: int = 0,
-                     epochs: int | None = None, hidden: int | None = None, channels: int = 16,
-                     lr: float = 2e-3, batch_size: int = 100) -> dict:
-    """Every setting that produces an MNIST VAE (the cache key of :func:`get_mnist_vae`)."""
-    if epochs is None:
-        epochs = by_profile(quick=30 if arch == "mlp" else 15, full=100 if arch == "mlp" else 50)
-    if hidden is None:
-        hidden = 400 if arch == "mlp" else 256
-    return {"data": "mnist-dynamic-binarization",
-            "model": {"arch": arch, "z_dim": z_dim, "hidden": hidden, "channels": channels, "beta": beta},
-            "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}}
-
-
-def get_mnist_vae(progress: bool = True, **overrides) -> tuple[VAE, dict]:
-    """(model, history) of a VAE trained on the MNIST training split; trained once, then cached.
-
-    ``overrides`` are :func:`mnist_vae_config`'s arguments (arch, z_dim, beta, seed, epochs, ...).
-    The history holds per-step ``loss``/``rec``/``kl``, the test ``val_neg_elbo`` after each
-    epoch, and ``train_seconds``.
-    """
-    from aigc_lib.data import load_mnist
-
-    cfg = mnist_vae_config(**overrides)
-
-    def fit(model: VAE) -> dict:
-        x_train, _ = load_mnist("train")
-        x_test, _ = binarized_mnist("test")
-        return train_vae(model, x_train, x_val=x_test, progress=progress, **cfg["train"])
-
-    return load_or_train(f"mnist-vae-{cfg['model']['arch']}", cfg,
-                         build=lambda: VAE(VAEConfig(**cfg["model"])), fit=fit)
-
-
-def mnist_vae(**overrides) -> VAE:
-    """The trained MNIST VAE (default: 784-400-20 MLP, beta = 1), from the cache when possible."""
-    return get_mnist_vae(**overrides)[0]
-
-
-def ring_vae(seed: int = 0, n: int = 4000, z_dim: int = 2, hidden: int = 128, n_layers: int = 2,
-             sigma_x: float | None = 0.05, epochs: int | None = None, lr: float = 3e-3,
-             batch_size: int = 100, progress: bool = True) -> tuple[VAE, dict]:
-    """(model, history) of an MLP VAE with a Gaussian likelihood fit to n points of the 8-Gaussian ring.
-
-    ``sigma_x`` fixes the std of p(x|z); ``None`` learns it, which on this data tends to collapse
-    to a broad Gaussian that ignores z (posterior collapse; see the chapter's exercises).
-    """
-    from aigc_lib.data import ring
-
-    epochs = by_profile(quick=100, full=200) if epochs is None else epochs
-    cfg = {"data": {"name": "ring", "n": n, "k": 8, "radius": 2.0, "std": 0.05},
-           "model": {"arch": "mlp", "x_shape": (2,), "z_dim": z_dim, "hidden": hidden,
-                     "n_layers": n_layers, "likelihood": "gaussian", "sigma_x": sigma_x},
-           "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}}
-
-    def fit(model: VAE) -> dict:
-        x = ring(n, generator=generator(10_000 + seed))
-        return train_vae(model, x, dynamic_binarization=False, progress=progress, **cfg["train"])
-
-    return load_or_train("ring-vae", cfg, build=lambda: VAE(VAEConfig(**cfg["model"])), fit=fit)
+    return history

@@ -1,0 +1,95 @@
+"""The book's trained models, one recipe each: trained once, cached, the same in every chapter.
+
+Each function below builds its recipe (:mod:`aigc_lib.zoo.recipe`), applies the keyword
+overrides by the one rule of :meth:`~aigc_lib.zoo.recipe.Recipe.replace` (``seed=`` among them),
+and returns the cached model or trains it::
+
+    model, tokenizer, history = zoo.shakespeare_gpt()           # chapter 7's GPT
+    gan, history = zoo.mnist_gan("dcgan", seed=1)               # the same recipe, another seed
+    zoo.ShakespeareGPT().replace(n_layer=2).train.steps         # a recipe's settings, untrained
+
+:data:`RECIPES` is the list of the book's trained models; ``python -m aigc_lib.zoo`` prints it
+with what each costs to train in the quick profile, and ``python -m aigc_lib.zoo NAME`` trains one
+(under ``torchrun``, the language models train with DDP).
+"""
+from __future__ import annotations
+
+from aigc_lib.zoo.images import (FAMILIES, GAN_KINDS, Classifier, FakeDetector, MNISTGAN, MNISTVAE,
+                                 generated_digits)
+from aigc_lib.zoo.melody import MelodyGPT
+from aigc_lib.zoo.recipe import Recipe
+from aigc_lib.zoo.reversal import ReversalGPT
+from aigc_lib.zoo.ring import RING_KINDS, RingGAN, RingVAE, ring_gans
+from aigc_lib.zoo.text import (BASELINE_ORDER, MEMORIZATION_SIZES, DistilledGPT, ShakespeareGPT, SmallTextGPT,
+                               char_tokenizer, shakespeare_ngram)
+
+RECIPES: tuple[type[Recipe], ...] = (Classifier, RingGAN, MNISTGAN, RingVAE, MNISTVAE, ReversalGPT,
+                                     ShakespeareGPT, MelodyGPT, FakeDetector, SmallTextGPT, DistilledGPT)
+
+
+def mnist_classifier(progress: bool = True, **overrides):
+    """``(classifier, history)``; ``history["test_accuracy"]`` on the test split."""
+    return Classifier().replace(**overrides).load(progress)
+
+
+def mnist_gan(kind: str = "dcgan", progress: bool = True, **overrides):
+    """``(gan, history)`` of chapter 2's MNIST GAN ``kind`` ("mlp", "dcgan", "cdcgan"); ``gan.G`` samples."""
+    return MNISTGAN(kind=kind).replace(**overrides).load(progress)
+
+
+def mnist_vae(arch: str = "mlp", progress: bool = True, **overrides):
+    """``(vae, history)`` of chapter 3's MNIST VAE (``arch`` "mlp" or "conv"; e.g. ``z_dim=2``, ``beta=4``)."""
+    return MNISTVAE(arch=arch).replace(**overrides).load(progress)
+
+
+def fake_detector(family: str, progress: bool = True, **overrides):
+    """``(detector, history)``: chapter 11's real-vs-generated classifier for one of ``FAMILIES``."""
+    return FakeDetector(family=family).replace(**overrides).load(progress)
+
+
+def ring_gan(kind: str = "vanilla", progress: bool = True, **overrides):
+    """``(gan, history)`` of chapter 2's ring GAN ``kind`` (one of ``RING_KINDS``), with snapshots."""
+    return RingGAN(kind=kind).replace(**overrides).load(progress)
+
+
+def ring_vae(progress: bool = True, **overrides):
+    """``(vae, history)`` of chapter 3's ring VAE (``sigma_x=None`` learns the decoder's noise)."""
+    return RingVAE().replace(**overrides).load(progress)
+
+
+def reversal_gpt(progress: bool = True, **overrides):
+    """``(model, history)`` of chapter 5's toy GPT that writes a sequence backwards."""
+    return ReversalGPT().replace(**overrides).load(progress)
+
+
+def shakespeare_gpt(progress: bool = True, **overrides):
+    """``(model, tokenizer, history)`` of chapter 7's character GPT (e.g. ``n_layer=2``, ``steps=500``)."""
+    return ShakespeareGPT().replace(**overrides).load(progress)
+
+
+def distilled_gpt(progress: bool = True, **overrides):
+    """``(student, tokenizer, history)``: chapter 11's student distilled from :func:`shakespeare_gpt`."""
+    return DistilledGPT().replace(**overrides).load(progress)
+
+
+def small_text_gpt(progress: bool = True, **overrides):
+    """``(model, tokenizer, history)``: chapter 11's GPT trained for many epochs on a short text."""
+    return SmallTextGPT().replace(**overrides).load(progress)
+
+
+def melody_gpt(progress: bool = True, **overrides):
+    """``(model, tokenizer, history)``: chapter 10's melody GPT."""
+    return MelodyGPT().replace(**overrides).load(progress)
+
+
+def catalog() -> list[dict]:
+    """One row per trained model of the book: its cache name, chapter, quick-profile cost and summary."""
+    return [{"recipe": r.__name__, "name": r.name, "chapter": r.chapter, "cost": r.cost,
+             "what": (r.__doc__ or "").strip().splitlines()[0]} for r in RECIPES]
+
+
+__all__ = ["BASELINE_ORDER", "FAMILIES", "MEMORIZATION_SIZES", "GAN_KINDS", "RECIPES", "RING_KINDS", "Classifier", "DistilledGPT",
+           "FakeDetector", "MNISTGAN", "MNISTVAE", "MelodyGPT", "Recipe", "ReversalGPT", "RingGAN", "RingVAE", "ShakespeareGPT",
+           "SmallTextGPT", "catalog", "char_tokenizer", "distilled_gpt", "fake_detector", "generated_digits",
+           "melody_gpt", "mnist_classifier", "mnist_gan", "mnist_vae", "ring_gan", "reversal_gpt", "ring_gans", "ring_vae",
+           "shakespeare_gpt", "shakespeare_ngram", "small_text_gpt"]
