@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,8 +24,20 @@ PROFILES = ("quick", "full")
 T = TypeVar("T")
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
 def profile() -> str:
-    """The active profile: ``AIGC_PROFILE`` if set, else ``full`` with CUDA, else ``quick``."""
+    """The active profile: ``AIGC_PROFILE`` if set, else ``full`` with CUDA, else ``quick``.
+
+    ``full`` chosen on a machine without CUDA warns (once) what it will cost.
+    """
     name = os.environ.get("AIGC_PROFILE", "").strip().lower()
     if not name:
         return "full" if torch.cuda.is_available() else "quick"
@@ -33,6 +46,10 @@ def profile() -> str:
             f"AIGC_PROFILE={name!r} is not a profile; valid profiles are {', '.join(PROFILES)} "
             "(or leave it unset to choose by hardware)."
         )
+    if name == "full" and not torch.cuda.is_available():
+        _warn_once("full-without-cuda", "AIGC_PROFILE=full without a CUDA GPU: the full datasets and "
+                   "models train on " + str(device()) + ", which takes hours per chapter instead of "
+                   "minutes; AIGC_PROFILE=quick runs every chapter in minutes on a CPU.")
     return name
 
 
@@ -47,8 +64,23 @@ def device() -> torch.device:
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
+        # Operations MPS lacks run on the CPU instead of raising (set before the first MPS op).
+        os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+        _warn_once("mps", "using Apple's MPS backend: operations it does not implement (and float64) "
+                   "fall back to the CPU, which is slower but gives the same results.")
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def reachable(host: str, port: int = 443, timeout: float = 5.0) -> bool:
+    """True if a TCP connection to ``host:port`` opens within ``timeout`` seconds (a cheap "am I online")."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

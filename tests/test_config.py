@@ -83,3 +83,25 @@ def test_cache_key_includes_the_seed_offset(monkeypatch):
     assert cache_key("m", {"a": 1}) == k0  # offset 0 is the book's own cache
     monkeypatch.setenv("AIGC_SEED_OFFSET", "1")
     assert cache_key("m", {"a": 1}) != k0
+
+
+def test_full_profile_without_cuda_says_what_it_costs(monkeypatch):
+    monkeypatch.setattr(config, "_warned", set())
+    monkeypatch.setattr(config.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("AIGC_PROFILE", "full")
+    with pytest.warns(RuntimeWarning, match="hours"):
+        assert config.profile() == "full"
+
+
+def test_mps_is_chosen_with_a_cpu_fallback(monkeypatch):
+    monkeypatch.setattr(config, "_warned", set())
+    monkeypatch.setattr(config.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(config.torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.delenv("PYTORCH_ENABLE_MPS_FALLBACK", raising=False)
+    with pytest.warns(RuntimeWarning, match="fall back to the CPU"):
+        assert config.device().type == "mps"
+    assert config.os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"
+
+
+def test_reachable_is_false_for_a_closed_port():
+    assert config.reachable("127.0.0.1", 9, timeout=1.0) is False

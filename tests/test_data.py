@@ -1,3 +1,4 @@
+import contextlib
 import pytest
 import torch
 
@@ -30,17 +31,36 @@ def test_mnist_bad_split():
         load_mnist("validation")
 
 
-def test_mnist_full_offline_error_names_quick_profile(monkeypatch):
-    import torchvision.datasets
+def test_mnist_full_offline_error_names_quick_profile(monkeypatch, tmp_path):
+    """Offline, with no MNIST files, the full profile fails at once with a message naming the quick one."""
+    import time
 
-    class Offline:
-        def __init__(self, *a, **k):
-            raise OSError("network unreachable")
+    import aigc_lib.data.mnist as mnist
 
     monkeypatch.setenv("AIGC_PROFILE", "full")
-    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
-    with pytest.raises(RuntimeError, match="AIGC_PROFILE=quick"):
-        load_mnist("train")
+    monkeypatch.setenv("AIGC_CACHE", str(tmp_path))
+    monkeypatch.setattr(mnist, "reachable", lambda *a, **k: False)
+    start = time.perf_counter()
+    with pytest.warns(RuntimeWarning) if not torch.cuda.is_available() else contextlib.nullcontext():
+        with pytest.raises(RuntimeError, match="AIGC_PROFILE=quick"):
+            load_mnist("train")
+    assert time.perf_counter() - start < 5
+
+
+def test_mnist_full_profile_reads_local_idx_files(monkeypatch, tmp_path):
+    """The full profile's loader (torchvision, download=False) on idx files written from the shipped digits."""
+    import aigc_lib.data.mnist as mnist
+
+    monkeypatch.setenv("AIGC_PROFILE", "quick")
+    quick = {split: load_mnist(split) for split in ("train", "test")}
+    for split, (x, y) in quick.items():
+        mnist.write_idx(tmp_path / "data" / "MNIST" / "raw", split, x, y)
+    monkeypatch.setenv("AIGC_PROFILE", "full")
+    monkeypatch.setenv("AIGC_CACHE", str(tmp_path))
+    monkeypatch.setattr(mnist, "reachable", lambda *a, **k: pytest.fail("must not go online"))
+    for split, (x, y) in quick.items():
+        x_full, y_full = load_mnist(split)
+        assert torch.equal(y_full, y) and torch.allclose(x_full, x, atol=1 / 255 / 2)
 
 
 def test_shakespeare_split_by_whole_plays():

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from aigc_lib.config import reachable
 from aigc_lib.models.attention import scaled_dot_product_attention
 
 # Sizes of the GPT-2 family (Radford et al. 2019), as in the Hugging Face hub configs.
@@ -290,6 +291,7 @@ class GPT(nn.Module):
         * a hub name (``"gpt2"``, ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"``): loaded with
           ``transformers`` from the local cache, else from the hub; offline, a ``RuntimeError``
           says so within ``timeout`` seconds instead of hanging;
+        * a folder written by ``GPT2LMHeadModel.save_pretrained`` (no network);
         * a ``transformers.GPT2LMHeadModel`` (e.g. one built from a ``GPT2Config``);
         * a GPT-2 state dict (then ``config`` is required).
 
@@ -346,13 +348,16 @@ class GPT(nn.Module):
 
 
 def _load_hf_gpt2(name: str, timeout: float):
-    """Load a GPT-2 from the local Hugging Face cache, else the hub; fail fast when offline."""
-    if name not in GPT2_SIZES:
-        raise ValueError(f"unknown GPT-2 model {name!r}; choose one of {', '.join(GPT2_SIZES)}")
+    """Load a GPT-2 from a local folder, the local Hugging Face cache, else the hub; fail fast offline."""
+    if name not in GPT2_SIZES and not os.path.isdir(name):
+        raise ValueError(f"unknown GPT-2 model {name!r}; choose one of {', '.join(GPT2_SIZES)}, "
+                         "or give a folder written by GPT2LMHeadModel.save_pretrained")
     try:
         from transformers import GPT2LMHeadModel
     except ImportError as exc:  # pragma: no cover - transformers is in the [full] extra
         raise RuntimeError("loading GPT-2 weights needs `pip install transformers`") from exc
+    if os.path.isdir(name):
+        return GPT2LMHeadModel.from_pretrained(name, local_files_only=True)
     try:
         return GPT2LMHeadModel.from_pretrained(name, local_files_only=True)
     except Exception:  # noqa: BLE001 - not in the local cache: try the hub below
@@ -369,12 +374,6 @@ def _load_hf_gpt2(name: str, timeout: float):
 
 def hub_reachable(timeout: float = 5.0, host: str = "huggingface.co") -> bool:
     """True if a TCP connection to the Hugging Face hub opens within ``timeout`` seconds."""
-    import socket
-
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    return reachable(host, 443, timeout)
