@@ -44,3 +44,16 @@ def colab_badge(notebook: str) -> str:
     src = "data:image/svg+xml;base64," + base64.b64encode(_BADGE_SVG.encode()).decode()
     url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{notebook}"
     return f'<a href="{url}"><img src="{src}" alt="Open In Colab"/></a>'
+
+
+def html_table(header, rows):
+    """A table for a notebook: ``header`` (column titles) and ``rows`` (sequences of cells, shown as text)."""
+    from html import escape
+
+    from IPython.display import HTML
+
+    if any(len(row) != len(header) for row in rows):
+        raise ValueError(f"every row needs {len(header)} cells, like the header")
+    cells = lambda row, tag: "".join(f"<{tag}>{escape(str(c))}</{tag}>" for c in row)
+    return HTML(f"<table><thead><tr>{cells(header, 'th')}</tr></thead><tbody>"
+                + "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows) + "</tbody></table>")

@@ -195,6 +195,30 @@ def test_ring_recipe_trains_and_samples_near_the_ring(tmp_path, monkeypatch):
     assert ((radius - 2).abs() < 0.5).float().mean() > 0.8, radius  # most samples land near radius 2
 
 
+def test_mid_attention_is_a_switch():
+    with_mid, without = UNet(channels=8, patch=2, mult=(1, 2), attn_levels=()), \
+        UNet(channels=8, patch=2, mult=(1, 2), attn_levels=(), mid_attn=False)
+    assert len(with_mid.mid) == 2 and len(without.mid) == 1
+    assert sum(p.numel() for p in with_mid.parameters()) > sum(p.numel() for p in without.parameters())
+
+
+def test_digit_samples_from_pixel_and_latent_models():
+    torch.manual_seed(0)
+    pixel = Diffusion(UNet(channels=8, patch=2, mult=(1, 2), n_classes=10, heads=2), T=20)
+    x = recipes.digit_samples(pixel, 4, recipes.balanced_labels(4), steps=5)
+    assert x.shape == (4, 1, 28, 28) and 0 <= x.min() and x.max() <= 1
+    torch.testing.assert_close(x, recipes.digit_samples(pixel, 4, recipes.balanced_labels(4), steps=5))  # seeded
+
+    class Decoder(torch.nn.Module):  # stands in for a VAE: E[x | z] of a 2-d latent
+        def mean(self, z):
+            return torch.sigmoid(z.sum(1)).view(-1, 1, 1, 1).expand(-1, 1, 28, 28)
+
+    latent = LatentDiffusion(Diffusion(MLPDenoiser(dim=2, hidden=8, n_layers=1), T=20, clip=None), z_dim=2)
+    assert recipes.digit_samples(latent, 3, steps=4, vae=Decoder()).shape == (3, 1, 28, 28)
+    with pytest.raises(ValueError, match="vae="):
+        recipes.digit_samples(latent, 3, steps=4)
+
+
 def test_to_unit_and_balanced_labels():
     torch.testing.assert_close(recipes.to_unit(torch.tensor([-2.0, -1.0, 0.0, 1.0, 3.0])),
                                torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0]))

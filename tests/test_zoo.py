@@ -11,6 +11,7 @@ from aigc_lib import zoo
 from aigc_lib.models.gpt import GPTConfig
 from aigc_lib.training.gan import GANTrainConfig
 from aigc_lib.training.lm import LMTrainConfig
+from aigc_lib.zoo.diffusion import DiffusionTraining
 
 VARIANTS = {zoo.RingGAN: zoo.RING_KINDS, zoo.MNISTGAN: zoo.GAN_KINDS, zoo.MNISTVAE: ("mlp", "conv"),
             zoo.FakeDetector: zoo.FAMILIES}
@@ -115,7 +116,7 @@ def test_the_variant_sets_the_other_defaults():
 def test_seed_reaches_the_training_seed(case):
     recipe = make(*case)
     seeded = recipe.replace(seed=7)
-    if isinstance(getattr(recipe, "train", None), (LMTrainConfig, GANTrainConfig)):
+    if isinstance(getattr(recipe, "train", None), (LMTrainConfig, GANTrainConfig, DiffusionTraining)):
         assert "seed" not in {f.name for f in dataclasses.fields(recipe)}
         assert seeded.train.seed == 7 and recipe.train.seed == 0
     else:
@@ -161,7 +162,7 @@ def test_the_cache_key_changes_with_a_setting_and_only_then(case):
     assert path == make(*case).checkpoint_path() == recipe.replace().checkpoint_path()
     assert path.name.startswith(recipe.cache_name + "-") and path.suffix == ".pt"
     names = {f.name for f in dataclasses.fields(recipe)}
-    field = next(n for n in ("batch_size", "hidden", "sample_chars", "probes") if n in names)
+    field = next(n for n in ("batch_size", "hidden", "sample_chars", "probes", "T") if n in names)
     value = getattr(recipe, field)
     assert recipe.replace(**{field: value}).checkpoint_path() == path  # the same value: the same model
     assert recipe.replace(**{field: value * 2 + 1}).checkpoint_path() != path
@@ -216,7 +217,8 @@ def test_every_recipe_has_a_zoo_function():
     functions = {"Classifier": "mnist_classifier", "RingGAN": "ring_gan", "MNISTGAN": "mnist_gan",
                  "RingVAE": "ring_vae", "MNISTVAE": "mnist_vae", "ReversalGPT": "reversal_gpt",
                  "ShakespeareGPT": "shakespeare_gpt", "MelodyGPT": "melody_gpt", "FakeDetector": "fake_detector",
-                 "SmallTextGPT": "small_text_gpt", "DistilledGPT": "distilled_gpt"}
+                 "SmallTextGPT": "small_text_gpt", "DistilledGPT": "distilled_gpt", "RingDiffusion": "ring_diffusion",
+                 "MNISTDiffusion": "mnist_diffusion", "MNISTLatentDiffusion": "latent_diffusion"}
     for cls in zoo.RECIPES:
         assert callable(getattr(zoo, functions[cls.__name__])), cls.__name__
         assert cls.__name__ in zoo.__all__

@@ -13,6 +13,9 @@ therefore on their own scale: never compare them with Inception FIDs from papers
 """
 from __future__ import annotations
 
+import time
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -60,6 +63,48 @@ def mnist_fid(x_a: torch.Tensor, x_b: torch.Tensor) -> float:
     """
     check_images(x_a, "x_a"), check_images(x_b, "x_b")
     return fid_from_features(mnist_features(x_a), mnist_features(x_b))
+
+
+def class_accuracy(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of images ``x`` (N x 1 x 28 x 28 in [0, 1]) that the book's classifier reads as ``y``."""
+    check_images(x)
+    y = torch.as_tensor(y)
+    if y.shape != (len(x),):
+        raise ValueError(f"give one label per image ({len(x)}), got shape {tuple(y.shape)}")
+    model, _ = mnist_classifier()
+    return (model.predict(x).cpu() == y.cpu()).float().mean().item()
+
+
+def class_diversity(x: torch.Tensor, y: torch.Tensor) -> float:
+    """How varied the images of each class are: sqrt(Tr Cov) of their classifier features, averaged
+    over the classes present (each needs at least 2 images). Compare with real digits' value."""
+    check_images(x)
+    y = torch.as_tensor(y).cpu()
+    if y.shape != (len(x),):
+        raise ValueError(f"give one label per image ({len(x)}), got shape {tuple(y.shape)}")
+    f = mnist_features(x).double()
+    spreads = [f[y == c].var(0).sum().sqrt() for c in y.unique() if (y == c).sum() >= 2]
+    if not spreads:
+        raise ValueError("need at least two images of some class")
+    return torch.stack(spreads).mean().item()
+
+
+def sample_scores(sample: Callable[[], torch.Tensor], x_ref: torch.Tensor, labels: torch.Tensor | None = None,
+                  keep: int = 40) -> dict:
+    """Score a generator the way chapter 4 compares them: draw images with ``sample()`` (timed), then
+
+    ``{"seconds_per_image", "fid"}`` (MNIST-FID against ``x_ref``), ``"images"`` (the first
+    ``keep``), and, given the ``labels`` that were asked for, ``"accuracy"`` (:func:`class_accuracy`)
+    and ``"diversity"`` (:func:`class_diversity`).
+    """
+    start = time.perf_counter()
+    x = sample()
+    seconds = time.perf_counter() - start
+    check_images(x, "sample()")
+    out = {"seconds_per_image": seconds / len(x), "fid": mnist_fid(x, x_ref), "images": x[:keep].clone()}
+    if labels is not None:
+        out.update(accuracy=class_accuracy(x, labels), diversity=class_diversity(x, labels))
+    return out
 
 
 @torch.no_grad()

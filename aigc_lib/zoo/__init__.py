@@ -14,6 +14,7 @@ with what each costs to train in the quick profile, and ``python -m aigc_lib.zoo
 """
 from __future__ import annotations
 
+from aigc_lib.zoo.diffusion import MNISTDiffusion, MNISTLatentDiffusion, RingDiffusion, digit_samples
 from aigc_lib.zoo.images import (FAMILIES, GAN_KINDS, Classifier, FakeDetector, MNISTGAN, MNISTVAE,
                                  generated_digits)
 from aigc_lib.zoo.melody import MelodyGPT
@@ -23,8 +24,9 @@ from aigc_lib.zoo.ring import RING_KINDS, RingGAN, RingVAE, ring_gans
 from aigc_lib.zoo.text import (BASELINE_ORDER, MEMORIZATION_SIZES, DistilledGPT, ShakespeareGPT, SmallTextGPT,
                                char_tokenizer, shakespeare_ngram)
 
-RECIPES: tuple[type[Recipe], ...] = (Classifier, RingGAN, MNISTGAN, RingVAE, MNISTVAE, ReversalGPT,
-                                     ShakespeareGPT, MelodyGPT, FakeDetector, SmallTextGPT, DistilledGPT)
+RECIPES: tuple[type[Recipe], ...] = (Classifier, RingGAN, MNISTGAN, RingVAE, MNISTVAE, RingDiffusion, MNISTDiffusion,
+                                     MNISTLatentDiffusion, ReversalGPT, ShakespeareGPT, MelodyGPT, FakeDetector,
+                                     SmallTextGPT, DistilledGPT)
 
 
 def mnist_classifier(progress: bool = True, **overrides):
@@ -55,6 +57,21 @@ def ring_gan(kind: str = "vanilla", progress: bool = True, **overrides):
 def ring_vae(progress: bool = True, **overrides):
     """``(vae, history)`` of chapter 3's ring VAE (``sigma_x=None`` learns the decoder's noise)."""
     return RingVAE().replace(**overrides).load(progress)
+
+
+def ring_diffusion(progress: bool = True, **overrides):
+    """``(diffusion, history)`` of chapter 4's MLP diffusion model of the ring (samples / ``RING_SCALE``)."""
+    return RingDiffusion().replace(**overrides).load(progress)
+
+
+def mnist_diffusion(progress: bool = True, **overrides):
+    """``(diffusion, history)`` of chapter 4's class-conditional U-Net diffusion model of MNIST pixels."""
+    return MNISTDiffusion().replace(**overrides).load(progress)
+
+
+def latent_diffusion(progress: bool = True, **overrides):
+    """``(latent_diffusion, history)`` of chapter 4's diffusion model on the latents of :func:`mnist_vae`."""
+    return MNISTLatentDiffusion().replace(**overrides).load(progress)
 
 
 def reversal_gpt(progress: bool = True, **overrides):
@@ -88,7 +105,8 @@ def catalog() -> list[dict]:
              "what": (r.__doc__ or "").strip().splitlines()[0]} for r in RECIPES]
 
 
-__all__ = ["BASELINE_ORDER", "FAMILIES", "MEMORIZATION_SIZES", "GAN_KINDS", "RECIPES", "RING_KINDS", "Classifier", "DistilledGPT",
+__all__ = ["BASELINE_ORDER", "FAMILIES", "MNISTDiffusion", "MNISTLatentDiffusion", "RingDiffusion", "digit_samples",
+           "latent_diffusion", "mnist_diffusion", "ring_diffusion", "MEMORIZATION_SIZES", "GAN_KINDS", "RECIPES", "RING_KINDS", "Classifier", "DistilledGPT",
            "FakeDetector", "MNISTGAN", "MNISTVAE", "MelodyGPT", "Recipe", "ReversalGPT", "RingGAN", "RingVAE", "ShakespeareGPT",
            "SmallTextGPT", "catalog", "char_tokenizer", "distilled_gpt", "fake_detector", "generated_digits",
            "melody_gpt", "mnist_classifier", "mnist_gan", "mnist_vae", "ring_gan", "reversal_gpt", "ring_gans", "ring_vae",
