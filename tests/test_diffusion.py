@@ -195,13 +195,6 @@ def test_ring_recipe_trains_and_samples_near_the_ring(tmp_path, monkeypatch):
     assert ((radius - 2).abs() < 0.5).float().mean() > 0.8, radius  # most samples land near radius 2
 
 
-def test_mid_attention_is_a_switch():
-    with_mid, without = UNet(channels=8, patch=2, mult=(1, 2), attn_levels=()), \
-        UNet(channels=8, patch=2, mult=(1, 2), attn_levels=(), mid_attn=False)
-    assert len(with_mid.mid) == 2 and len(without.mid) == 1
-    assert sum(p.numel() for p in with_mid.parameters()) > sum(p.numel() for p in without.parameters())
-
-
 def test_digit_samples_from_pixel_and_latent_models():
     torch.manual_seed(0)
     pixel = Diffusion(UNet(channels=8, patch=2, mult=(1, 2), n_classes=10, heads=2), T=20)

@@ -4,8 +4,8 @@ Levels of halving resolution (28 -> 14 -> 7, or 14 -> 7 after folding 2 x 2 patc
 and back, with one skip connection per level between the two halves. Every
 residual block adds the embedding of the time step t (sinusoidal features through an MLP) and,
 for a conditional model, a learned embedding of the class label, with one extra "no label"
-class for classifier-free guidance. Self-attention runs in the middle block (``mid_attn``) and
-in the blocks of the levels in ``attn_levels``: only at 7 x 7, where 49 positions make it cheap.
+class for classifier-free guidance. Self-attention runs at the resolutions in ``attn_levels``
+(by default only the 7 x 7 one, where 49 positions make it cheap).
 """
 from __future__ import annotations
 
@@ -26,8 +26,7 @@ class UNetConfig:
     channels: int = 32                  # channels at the top level
     mult: tuple[int, ...] = (1, 2, 2)   # channels per level = channels * mult
     blocks: int = 1                     # residual blocks per level, in each half
-    attn_levels: tuple[int, ...] = (2,)  # levels (0 = top) with self-attention in their blocks
-    mid_attn: bool = True               # self-attention in the middle (deepest, cheapest) block
+    attn_levels: tuple[int, ...] = (2,)  # levels (0 = top) with self-attention
     heads: int = 4
     n_classes: int = 0                  # > 0: class-conditional, label n_classes = "no label"
     dropout: float = 0.0
@@ -104,7 +103,7 @@ class UNet(nn.Module):
             self.down.append(layers)
         self.downsample = nn.ModuleList(nn.Conv2d(chans[i], chans[i], 3, stride=2, padding=1)
                                         for i in range(levels - 1))
-        mid_attn = [SelfAttention2d(c, config.heads)] if config.mid_attn else []
+        mid_attn = [SelfAttention2d(c, config.heads)] if levels - 1 in config.attn_levels else []
         self.mid = nn.ModuleList([ResBlock(c, c, emb, config.dropout), *mid_attn])
         for lvl in reversed(range(levels)):   # each level: concatenate the skip, blocks x ResBlock, double H, W
             layers = nn.ModuleList()

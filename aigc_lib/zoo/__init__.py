@@ -105,9 +105,10 @@ def catalog() -> list[dict]:
              "what": (r.__doc__ or "").strip().splitlines()[0]} for r in RECIPES]
 
 
-__all__ = ["BASELINE_ORDER", "FAMILIES", "MNISTDiffusion", "MNISTLatentDiffusion", "RingDiffusion", "digit_samples",
-           "latent_diffusion", "mnist_diffusion", "ring_diffusion", "MEMORIZATION_SIZES", "GAN_KINDS", "RECIPES", "RING_KINDS", "Classifier", "DistilledGPT",
-           "FakeDetector", "MNISTGAN", "MNISTVAE", "MelodyGPT", "Recipe", "ReversalGPT", "RingGAN", "RingVAE", "ShakespeareGPT",
-           "SmallTextGPT", "catalog", "char_tokenizer", "distilled_gpt", "fake_detector", "generated_digits",
-           "melody_gpt", "mnist_classifier", "mnist_gan", "mnist_vae", "ring_gan", "reversal_gpt", "ring_gans", "ring_vae",
-           "shakespeare_gpt", "shakespeare_ngram", "small_text_gpt"]
+__all__ = ["BASELINE_ORDER", "Classifier", "DistilledGPT", "FakeDetector", "FAMILIES", "GAN_KINDS", "MelodyGPT",
+           "MEMORIZATION_SIZES", "MNISTDiffusion", "MNISTGAN", "MNISTLatentDiffusion", "MNISTVAE", "Recipe", "RECIPES",
+           "ReversalGPT", "RING_KINDS", "RingDiffusion", "RingGAN", "RingVAE", "ShakespeareGPT", "SmallTextGPT",
+           "catalog", "char_tokenizer", "digit_samples", "distilled_gpt", "fake_detector", "generated_digits",
+           "latent_diffusion", "melody_gpt", "mnist_classifier", "mnist_diffusion", "mnist_gan", "mnist_vae",
+           "reversal_gpt", "ring_diffusion", "ring_gan", "ring_gans", "ring_vae", "shakespeare_gpt",
+           "shakespeare_ngram", "small_text_gpt"]
