@@ -57,3 +57,20 @@ def html_table(header, rows):
     cells = lambda row, tag: "".join(f"<{tag}>{escape(str(c))}</{tag}>" for c in row)
     return HTML(f"<table><thead><tr>{cells(header, 'th')}</tr></thead><tbody>"
                 + "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows) + "</tbody></table>")
+
+
+def gpu_measurement(name: str = "h200") -> dict:
+    """A measurement the book made on a GPU, shipped with the package (``aigc_lib/measurements/NAME.json``).
+
+    The book is built on a CPU, so its GPU figures cannot be computed while the page builds; they
+    were measured by ``tools/gpu_full_profile.py`` on a lent GPU and are quoted with their
+    conditions (GPU, versions, date, commit, recipe), never edited by hand.
+    """
+    import json
+    from importlib import resources
+
+    path = resources.files("aigc_lib") / "measurements" / f"{name}.json"
+    if not path.is_file():
+        have = sorted(p.name.removesuffix(".json") for p in (resources.files("aigc_lib") / "measurements").iterdir())
+        raise FileNotFoundError(f"no GPU measurement named {name!r}; the package has {have}")
+    return json.loads(path.read_text())

@@ -17,3 +17,14 @@ def test_html_table_escapes_and_checks_widths():
     assert "<th>a&lt;b</th>" in html and "<td>1.5</td>" in html
     with pytest.raises(ValueError, match="2 cells"):
         html_table(("x", "y"), [("only one",)])
+
+
+def test_gpu_measurement_ships_with_the_package_and_names_its_conditions():
+    from aigc_lib.notebook import gpu_measurement
+
+    record = gpu_measurement("h200")
+    for key in ("date_utc", "git_commit", "environment", "recipe", "training", "kv_cache", "deviations"):
+        assert key in record, key
+    assert record["environment"]["gpu"] and record["profile"] == "full"
+    with pytest.raises(FileNotFoundError, match="no GPU measurement named 'tpu'.*h200"):
+        gpu_measurement("tpu")

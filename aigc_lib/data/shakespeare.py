@@ -5,7 +5,9 @@ by whole works, so no play is in two splits:
 
 * ``val``: four plays (a tragedy, a Scottish tragedy, a comedy, a romance), about 10% of the plays;
 * ``train``: every other play;
-* ``poems``: the sonnets and narrative poems, in neither split, kept for the fine-tuning chapter.
+* ``poems``: the sonnets and narrative poems, in neither split, kept for the fine-tuning chapter,
+  which trains on ``poems_train`` (every poem but the sonnets) and validates on ``poems_val``
+  (the sonnets).
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ class ShakespeareCorpus:
     train: str
     val: str
     poems: str
+    poems_train: str
+    poems_val: str
     train_works: tuple[str, ...]
     val_works: tuple[str, ...]
     poem_works: tuple[str, ...]
@@ -58,4 +62,5 @@ def load_shakespeare() -> ShakespeareCorpus:
 
     train, val, poems = join(train_works), join(VAL_PLAYS), join(POEMS)
     vocab = "".join(sorted(set(train) | set(val) | set(poems)))
-    return ShakespeareCorpus(train, val, poems, train_works, VAL_PLAYS, POEMS, vocab)
+    return ShakespeareCorpus(train, val, poems, join(POEMS[:-1]), join(POEMS[-1:]), train_works, VAL_PLAYS, POEMS,
+                             vocab)

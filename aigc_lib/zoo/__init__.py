@@ -14,6 +14,7 @@ with what each costs to train in the quick profile, and ``python -m aigc_lib.zoo
 """
 from __future__ import annotations
 
+from aigc_lib.zoo.finetune import FINETUNE_METHODS, InstructionGPT, PoemGPT, QuestionDPO
 from aigc_lib.zoo.diffusion import MNISTDiffusion, MNISTLatentDiffusion, RingDiffusion, digit_samples
 from aigc_lib.zoo.images import (FAMILIES, GAN_KINDS, Classifier, FakeDetector, MNISTGAN, MNISTVAE,
                                  generated_digits)
@@ -26,7 +27,7 @@ from aigc_lib.zoo.text import (BASELINE_ORDER, MEMORIZATION_SIZES, DistilledGPT,
 
 RECIPES: tuple[type[Recipe], ...] = (Classifier, RingGAN, MNISTGAN, RingVAE, MNISTVAE, RingDiffusion, MNISTDiffusion,
                                      MNISTLatentDiffusion, ReversalGPT, ShakespeareGPT, MelodyGPT, FakeDetector,
-                                     SmallTextGPT, DistilledGPT)
+                                     SmallTextGPT, DistilledGPT, PoemGPT, InstructionGPT, QuestionDPO)
 
 
 def mnist_classifier(progress: bool = True, **overrides):
@@ -105,10 +106,26 @@ def catalog() -> list[dict]:
              "what": (r.__doc__ or "").strip().splitlines()[0]} for r in RECIPES]
 
 
-__all__ = ["BASELINE_ORDER", "Classifier", "DistilledGPT", "FakeDetector", "FAMILIES", "GAN_KINDS", "MelodyGPT",
-           "MEMORIZATION_SIZES", "MNISTDiffusion", "MNISTGAN", "MNISTLatentDiffusion", "MNISTVAE", "Recipe", "RECIPES",
-           "ReversalGPT", "RING_KINDS", "RingDiffusion", "RingGAN", "RingVAE", "ShakespeareGPT", "SmallTextGPT",
-           "catalog", "char_tokenizer", "digit_samples", "distilled_gpt", "fake_detector", "generated_digits",
-           "latent_diffusion", "melody_gpt", "mnist_classifier", "mnist_diffusion", "mnist_gan", "mnist_vae",
-           "reversal_gpt", "ring_diffusion", "ring_gan", "ring_gans", "ring_vae", "shakespeare_gpt",
-           "shakespeare_ngram", "small_text_gpt"]
+def poem_gpt(method: str = "full", progress: bool = True, **overrides):
+    """``(model, history)``: chapter 9's GPT adapted to the poems by ``method`` (one of ``FINETUNE_METHODS``)."""
+    return PoemGPT(method=method).replace(**overrides).load(progress)
+
+
+def instruction_gpt(progress: bool = True, **overrides):
+    """``(model, history)``: chapter 9's GPT after supervised fine-tuning on rule-built instructions."""
+    return InstructionGPT().replace(**overrides).load(progress)
+
+
+def question_dpo(progress: bool = True, **overrides):
+    """``(model, history)``: chapter 9's GPT after DPO towards speeches that open with a question."""
+    return QuestionDPO().replace(**overrides).load(progress)
+
+
+__all__ = ["BASELINE_ORDER", "Classifier", "DistilledGPT", "FakeDetector", "FAMILIES", "FINETUNE_METHODS",
+           "GAN_KINDS", "InstructionGPT", "MelodyGPT", "MEMORIZATION_SIZES", "MNISTDiffusion", "MNISTGAN",
+           "MNISTLatentDiffusion", "MNISTVAE", "PoemGPT", "QuestionDPO", "Recipe", "RECIPES", "ReversalGPT",
+           "RING_KINDS", "RingDiffusion", "RingGAN", "RingVAE", "ShakespeareGPT", "SmallTextGPT", "catalog",
+           "char_tokenizer", "digit_samples", "distilled_gpt", "fake_detector", "generated_digits",
+           "instruction_gpt", "latent_diffusion", "melody_gpt", "mnist_classifier", "mnist_diffusion",
+           "mnist_gan", "mnist_vae", "poem_gpt", "question_dpo", "reversal_gpt", "ring_diffusion",
+           "ring_gan", "ring_gans", "ring_vae", "shakespeare_gpt", "shakespeare_ngram", "small_text_gpt"]
