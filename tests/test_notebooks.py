@@ -152,3 +152,10 @@ def test_cells_are_short_and_hidden_cells_only_check(path):
                     ("glue", "assert_close", "assert_equal") for p in parts)
                 assert isinstance(s, ast.Assert) or is_glue, \
                     f"{path.name} cell {i} is hidden but computes (line {s.lineno}): only asserts and glue belong there"
+
+
+def test_bibliography_keys_are_unique():
+    """A key entered twice makes the book build fail on a warning; say which one, in a second."""
+    keys = re.findall(r"^@\w+\{([^,\s]+),", (ROOT / "book" / "references.bib").read_text(), flags=re.M)
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    assert not repeated, f"book/references.bib has these keys more than once: {repeated}"
