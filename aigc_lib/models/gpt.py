@@ -10,6 +10,11 @@ One file, four modules that read top to bottom:
 * :class:`GPT`: token + learned position embeddings, ``n_layer`` blocks, a final LayerNorm and an
   output layer that shares its weight with the token embedding (weight tying).
 
+Chapter 7 also trains it with a modern recipe: four switches in :class:`GPTConfig`, all off by
+default, replace pieces of GPT-2 with what small-model speed-runs use today: rotary position
+embeddings (``rope``), a squared-ReLU or SwiGLU MLP (``mlp``), RMS-normalised queries and keys
+(``qk_norm``) and an output layer with its own weights (``tie_embeddings=False``).
+
 With ``GPTConfig()`` (the defaults) it is GPT-2 small: 124,439,808 parameters, exactly like
 ``transformers.GPT2LMHeadModel``, and :meth:`GPT.from_pretrained` fills it with GPT-2's weights.
 A :class:`KVCache` lets generation feed one new token per step instead of re-running the prefix;
@@ -36,6 +41,7 @@ GPT2_SIZES = {
     "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M
     "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M
 }
+MLP_KINDS = ("gelu", "relu2", "swiglu")  # the nonlinearities :class:`MLP` offers
 
 
 @dataclass
@@ -47,6 +53,11 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
+    # Modern switches (chapter 7's recipe); the defaults are GPT-2's.
+    rope: bool = False  # rotary position embeddings (Su et al. 2021) instead of learned ones
+    mlp: str = "gelu"  # "gelu" (GPT-2), "relu2" (squared ReLU) or "swiglu" (Shazeer 2020)
+    qk_norm: bool = False  # RMS-normalise each head's queries and keys before the dot product
+    tie_embeddings: bool = True  # the output layer shares the token embedding's weight
 
     def __post_init__(self):
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
@@ -58,9 +69,41 @@ class GPTConfig:
                              "(each head gets n_embd // n_head dimensions)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.mlp not in MLP_KINDS:
+            raise ValueError(f"mlp must be one of {', '.join(MLP_KINDS)}, got {self.mlp!r}")
+        if self.rope and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"rope rotates pairs of dimensions: the head size n_embd // n_head = "
+                             f"{self.n_embd // self.n_head} must be even")
+
+    @property
+    def is_gpt2(self) -> bool:
+        """True when every modern switch is off: the architecture of GPT-2."""
+        return (not self.rope and self.mlp == "gelu" and not self.qk_norm and self.tie_embeddings)
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def rope_angles(T: int, head_dim: int, offset: int = 0, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos`` and ``sin`` of the rotary angles ``theta_{t,i} = t / base^(2i / head_dim)``, ``T x head_dim``.
+
+    Positions ``offset .. offset+T-1``; each angle appears twice (for the two halves that
+    :func:`apply_rope` pairs), the layout of GPT-NeoX and LLaMA.
+    """
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.arange(offset, offset + T, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs ``(x_i, x_{i+d/2})`` of each ``... x T x d`` vector by the angle of its position.
+
+    ``q_s . k_t`` then depends on the positions only through ``s - t``: attention sees relative
+    positions, and no position embedding is added to the tokens.
+    """
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
 
 class KVCache:
@@ -106,6 +149,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+        self.rope, self.qk_norm = config.rope, config.qk_norm
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v at once
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # W_O
         self.resid_dropout = nn.Dropout(config.dropout)
@@ -117,9 +161,14 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         # B x T x C -> B x n_head x T x head_dim: each head attends in its own subspace
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        past = 0
+        past = cache.length(layer) if cache is not None else 0
+        if self.qk_norm:  # unit-RMS queries and keys: the logits cannot grow without bound
+            q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
+        if self.rope:  # rotate by position (past.. past+T-1): a cached key keeps its rotation
+            cos, sin = rope_angles(T, q.size(-1), offset=past)
+            cos, sin = cos.to(q), sin.to(q)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:  # attend to the cached prefix too, and remember this step's k, v
-            past = cache.length(layer)
             k, v = cache.update(layer, k, v)
         if past == 0:
             mask, is_causal = None, T > 1
@@ -139,17 +188,33 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """FFN(x) = W2 GELU(W1 x + b1) + b2, applied at every position independently."""
+    """FFN(x) = W2 GELU(W1 x + b1) + b2, applied at every position independently.
+
+    ``config.mlp`` swaps the nonlinearity: ``"relu2"`` is ``W2 ReLU(W1 x)^2`` (So et al. 2021);
+    ``"swiglu"`` is ``W2 (SiLU(W1 x) * (W3 x))`` (Shazeer 2020) with a hidden layer 2/3 as wide, so
+    that its three matrices hold as many weights as the other two's two.
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)  # W1, b1
+        self.kind = config.mlp
+        hidden = 4 * config.n_embd if config.mlp != "swiglu" else 8 * ((8 * config.n_embd // 3 + 7) // 8)
+        self.c_fc = nn.Linear(config.n_embd, hidden, bias=config.bias)  # W1, b1
+        if self.kind == "swiglu":
+            self.c_gate = nn.Linear(config.n_embd, hidden, bias=config.bias)  # W3
         self.gelu = nn.GELU(approximate="tanh")  # GPT-2's GELU is the tanh approximation
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)  # W2, b2
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)  # W2, b2
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        h = self.c_fc(x)
+        if self.kind == "gelu":
+            h = self.gelu(h)
+        elif self.kind == "relu2":
+            h = F.relu(h).square()
+        else:
+            h = F.silu(h) * self.c_gate(x)
+        return self.dropout(self.c_proj(h))
 
 
 class Block(nn.Module):
@@ -178,14 +243,15 @@ class GPT(nn.Module):
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embedding
-            wpe=nn.Embedding(config.block_size, config.n_embd),  # learned position embedding
+            **({} if config.rope else {"wpe": nn.Embedding(config.block_size, config.n_embd)}),  # learned positions
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        # Weight tying (Press & Wolf 2017): the output layer reuses the token embedding matrix.
-        self.transformer.wte.weight = self.lm_head.weight
+        if config.tie_embeddings:
+            # Weight tying (Press & Wolf 2017): the output layer reuses the token embedding matrix.
+            self.transformer.wte.weight = self.lm_head.weight
         self.apply(self._init_weights)
         # GPT-2 scales the residual projections by 1/sqrt(2 n_layer) so the residual stream's
         # variance does not grow with depth (two residual additions per block).
@@ -208,7 +274,7 @@ class GPT(nn.Module):
         ``non_embedding=True`` leaves out the position embedding, as nanoGPT reports it.
         """
         n = sum(p.numel() for p in self.parameters())
-        if non_embedding:
+        if non_embedding and "wpe" in self.transformer:
             n -= self.transformer.wpe.weight.numel()
         return n
 
@@ -247,8 +313,10 @@ class GPT(nn.Module):
         past = len(cache) if cache is not None else 0
         self._check_input(idx, past)
         T = idx.size(1)
-        pos = torch.arange(past, past + T, dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        x = self.transformer.wte(idx)
+        if "wpe" in self.transformer:  # with rope, attention itself knows the positions
+            x = x + self.transformer.wpe(torch.arange(past, past + T, dtype=torch.long, device=idx.device))
+        x = self.transformer.drop(x)
         for layer, block in enumerate(self.transformer.h):
             x = block(x, cache, layer)
         x = self.transformer.ln_f(x)
@@ -318,6 +386,9 @@ class GPT(nn.Module):
                              f"got {type(source).__name__}")
         if config is None:
             raise ValueError("loading from a state dict needs the GPTConfig it was trained with")
+        if not config.is_gpt2:
+            raise ValueError("GPT-2 weights need GPT-2's architecture: build the GPTConfig with rope=False, "
+                             "mlp='gelu', qk_norm=False and tie_embeddings=True (the defaults)")
         model = cls(config)
         model.load_gpt2_state_dict(source)
         return model.eval()

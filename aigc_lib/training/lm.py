@@ -3,8 +3,10 @@
 The loop of nanoGPT's ``train.py``, in pieces a reader can test one at a time:
 
 * :func:`get_batch`: ``B`` random windows ``x = data[i : i+T]`` and their shift ``y = data[i+1 : i+T+1]``;
-* :func:`lr_at`: linear warm-up to ``lr``, then cosine decay to ``min_lr``;
-* :func:`configure_optimizer`: AdamW (Loshchilov & Hutter 2019), weight decay on matrices only;
+* :func:`lr_at`: linear warm-up to ``lr``, then cosine decay to ``min_lr`` (or, with
+  ``schedule="wsd"``, a constant ``lr`` and a linear decay over the last steps);
+* :func:`configure_optimizer`: AdamW (Loshchilov & Hutter 2019), weight decay on matrices only; or,
+  with ``optimizer="muon"``, Muon (Jordan et al. 2024) for the blocks' matrices and AdamW for the rest;
 * :func:`train_lm`: gradient clipping, periodic validation, a progress bar, a loss history,
   checkpoint/resume to the same state, a clear error on a NaN loss; mixed precision and
   ``torch.compile`` on CUDA; data parallelism (DDP) when launched by ``torchrun``;
@@ -35,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from aigc_lib.config import model_device, run_seed
 from aigc_lib.training.loop import check_finite
+from aigc_lib.training.muon import Muon
 
 
 @dataclass
@@ -55,6 +58,10 @@ class LMTrainConfig:
     mixed_precision: bool = True  # CUDA only: bf16 autocast (fp16 + loss scaling without bf16)
     compile: bool = False  # CUDA only: torch.compile the model
     checkpoint_interval: int = 0  # save a resumable checkpoint every this many steps (0: at the end)
+    schedule: str = "cosine"  # "cosine" (decay from the warm-up on) or "wsd" (warm-up, stable, decay)
+    decay_fraction: float = 0.2  # "wsd": the share of the steps over which lr falls linearly to min_lr
+    optimizer: str = "adamw"  # "adamw", or "muon": Muon for the blocks' matrices, AdamW for the rest
+    muon_lr: float = 0.02  # Muon's peak learning rate (it follows the schedule of lr)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "block_size", "eval_interval", "eval_batches"):
@@ -64,6 +71,12 @@ class LMTrainConfig:
             raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
         if not 0 <= self.warmup_steps <= self.steps:
             raise ValueError(f"warmup_steps must be in [0, steps={self.steps}], got {self.warmup_steps}")
+        if self.schedule not in ("cosine", "wsd"):
+            raise ValueError(f"schedule must be 'cosine' or 'wsd', got {self.schedule!r}")
+        if not 0 < self.decay_fraction <= 1:
+            raise ValueError(f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
+        if self.optimizer not in ("adamw", "muon"):
+            raise ValueError(f"optimizer must be 'adamw' or 'muon', got {self.optimizer!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,22 +103,72 @@ def lr_at(step: int, config: LMTrainConfig) -> float:
 
     lr(s) = lr * (s+1) / (warmup+1)                                     for s < warmup
     lr(s) = min_lr + (lr - min_lr) * (1 + cos(pi * progress)) / 2        progress = (s-warmup) / (steps-warmup)
+
+    With ``schedule="wsd"`` (warm-up, stable, decay; Hu et al. 2024) the rate stays at ``lr`` after
+    the warm-up and falls linearly to ``min_lr`` over the last ``decay_fraction`` of the steps.
     """
     if step < config.warmup_steps:
         return config.lr * (step + 1) / (config.warmup_steps + 1)
+    if config.schedule == "wsd":
+        decay_steps = max(1, round(config.decay_fraction * config.steps))
+        progress = min(1.0, max(0, step - (config.steps - decay_steps)) / decay_steps)
+        return config.lr + (config.min_lr - config.lr) * progress
     progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
     return config.min_lr + (config.lr - config.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def configure_optimizer(model: nn.Module, config: LMTrainConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay only on matrices (weights of Linear/Embedding), not biases or norms."""
-    params = [p for p in model.parameters() if p.requires_grad]
+class Optimizers:
+    """Several optimizers stepped as one (Muon for some parameters, AdamW for the others).
+
+    Each param group's ``lr_scale`` is its peak learning rate over ``LMTrainConfig.lr``, so one
+    schedule drives them all: ``group["lr"] = lr_at(step) * group["lr_scale"]``.
+    """
+
+    def __init__(self, *optimizers: torch.optim.Optimizer):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> list[dict]:
+        return [opt.state_dict() for opt in self.optimizers]
+
+    def load_state_dict(self, states: list[dict]) -> None:
+        for opt, state in zip(self.optimizers, states, strict=True):
+            opt.load_state_dict(state)
+
+
+def configure_optimizer(model: nn.Module, config: LMTrainConfig) -> Optimizers:
+    """AdamW; weight decay only on matrices (weights of Linear/Embedding), not biases or norms.
+
+    With ``config.optimizer == "muon"``, the 2-D weights inside the Transformer blocks go to
+    :class:`~aigc_lib.training.muon.Muon` instead: momentum whose update is orthogonalised (every
+    singular value set to about 1), so each matrix moves in all its directions at once rather than
+    mostly along its largest one. Embeddings, the output layer, norms and biases
+    stay with AdamW, as in Jordan et al.'s recipe.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    muon = [p for n, p in named if config.optimizer == "muon" and p.dim() == 2 and ".h." in f".{n}"]
+    muon_ids = {id(p) for p in muon}
+    params = [p for _, p in named if id(p) not in muon_ids]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    fused = {"fused": True} if all(p.is_cuda for p in params) else {}
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), **fused)
+    groups = [{"params": decay, "weight_decay": config.weight_decay, "lr_scale": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}]
+    fused = {"fused": True} if params and all(p.is_cuda for p in params) else {}
+    optimizers = [torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), **fused)]
+    if muon:
+        optimizers.append(Muon([{"params": muon, "lr_scale": config.muon_lr / config.lr}], lr=config.muon_lr))
+    return Optimizers(*optimizers)
 
 
 def _autocast(device: torch.device, config: LMTrainConfig):
@@ -220,7 +283,9 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
     * ``on_eval(step, model, history)``: called after each validation (e.g. to draw samples).
 
     The history holds ``train_loss`` and ``lr`` per step, ``eval_step``/``val_loss``/``train_eval_loss``
-    per validation, ``tokens_per_step``, ``loop_seconds`` and ``steps_per_second``. A loss that is
+    per validation with ``eval_train_seconds`` (the training time so far, validations left out),
+    ``tokens_per_step``, ``train_seconds`` (the steps alone), ``loop_seconds`` (with the validations)
+    and ``steps_per_second``. A loss that is
     NaN or infinite raises ``FloatingPointError`` with advice.
     """
     rank, world = _world()
@@ -269,6 +334,7 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
 
     def validate() -> None:
         history["eval_step"].append(step)
+        history.setdefault("eval_train_seconds", []).append(history.get("train_seconds", 0.0))
         history["val_loss"].append(estimate_loss(model, val_data, config, seed=config.seed + 1))
         history["train_eval_loss"].append(estimate_loss(model, train_data, config, seed=config.seed + 2))
         if on_eval is not None:
@@ -288,9 +354,10 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
         validate()
     local = config.batch_size // world
     while step < last:
+        step_start = time.perf_counter()
         lr = lr_at(step, config)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         x, y = get_batch(train_data, config.batch_size, config.block_size, generator)
         # this process's slice of the global batch; DDP averages the slices' gradients
         x, y = x[rank * local:(rank + 1) * local].to(device), y[rank * local:(rank + 1) * local].to(device)
@@ -318,6 +385,7 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
             loss_value /= world
         history["train_loss"].append(loss_value.item())
         history["lr"].append(lr)
+        history["train_seconds"] = history.get("train_seconds", 0.0) + time.perf_counter() - step_start
         step += 1
         if bar is not None:
             bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", refresh=False)
