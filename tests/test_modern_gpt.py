@@ -112,3 +112,14 @@ def test_modern_recipe_tiny_run_lowers_loss():
                         eval_batches=2, optimizer="muon", schedule="wsd")
     history = train_lm(model, data, data, cfg, progress=False)
     assert history["val_loss"][-1] < 0.5 * math.log(37) and len(history["eval_train_seconds"]) == 3
+
+
+def test_muon_run_resumes_to_the_same_state(tmp_path):
+    data = torch.tensor([i % 7 for i in range(3000)], dtype=torch.uint8)
+    cfg = LMTrainConfig(steps=20, batch_size=4, block_size=16, warmup_steps=2, eval_interval=10,
+                        eval_batches=1, optimizer="muon")
+    straight = train_lm(modern_gpt().train(), data, data, cfg, progress=False)
+    model = modern_gpt().train()
+    train_lm(model, data, data, cfg, checkpoint=tmp_path / "ck.pt", stop_at=10, progress=False)
+    resumed = train_lm(model, data, data, cfg, checkpoint=tmp_path / "ck.pt", progress=False)
+    assert resumed["train_loss"] == pytest.approx(straight["train_loss"], abs=1e-5)

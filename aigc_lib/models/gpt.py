@@ -10,8 +10,8 @@ One file, four modules that read top to bottom:
 * :class:`GPT`: token + learned position embeddings, ``n_layer`` blocks, a final LayerNorm and an
   output layer that shares its weight with the token embedding (weight tying).
 
-Chapter 7 also trains it with a modern recipe: four switches in :class:`GPTConfig`, all off by
-default, replace pieces of GPT-2 with what small-model speed-runs use today: rotary position
+Four switches in :class:`GPTConfig`, all off by default, replace pieces of GPT-2 with what
+small-model speed-runs use today: rotary position
 embeddings (``rope``), a squared-ReLU or SwiGLU MLP (``mlp``), RMS-normalised queries and keys
 (``qk_norm``) and an output layer with its own weights (``tie_embeddings=False``).
 

@@ -368,13 +368,15 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
             "out-of-range ids, or turn off mixed precision; the last checkpoint (if any) is intact."))
         if scaler is not None:
             scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
+            for opt in optimizer.optimizers:  # GradScaler works on torch optimizers, one at a time
+                scaler.unscale_(opt)
         else:
             loss.backward()
         if config.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         if scaler is not None:
-            scaler.step(optimizer)
+            for opt in optimizer.optimizers:
+                scaler.step(opt)
             scaler.update()
         else:
             optimizer.step()

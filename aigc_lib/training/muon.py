@@ -17,8 +17,10 @@ polynomial of the singular values that pushes them towards 1; the coefficients
 anywhere in about [0.6, 1.2] (the tests check it on random matrices).
 
 ``torch.optim.Muon`` (PyTorch >= 2.9) implements the same step and the tests check that the two
-agree. It runs the iteration in bfloat16, the right choice on a GPU but several times slower than
-float32 on most CPUs, so this one takes the precision as a setting (bfloat16 on CUDA, else float32).
+agree. The book writes it out because it is short and is the lesson, and because ``torch>=2.4`` is
+all the book requires. torch's version always iterates in bfloat16; this one takes the precision as
+a setting (bfloat16 on CUDA, float32 elsewhere, where bfloat16 brings no speed: 2.5 ms for a
+512 x 128 matrix either way on the book's 2-core CPU).
 """
 from __future__ import annotations
 
