@@ -59,12 +59,14 @@ def html_table(header, rows):
                 + "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows) + "</tbody></table>")
 
 
-def gpu_measurement(name: str = "h200") -> dict:
-    """A measurement the book made on a GPU, shipped with the package (``aigc_lib/measurements/NAME.json``).
+def measurement(name: str) -> dict:
+    """A measurement shipped with the package (``aigc_lib/measurements/NAME.json``).
 
-    The book is built on a CPU, so its GPU figures cannot be computed while the page builds; they
-    were measured by ``tools/gpu_full_profile.py`` on a lent GPU and are quoted with their
-    conditions (GPU, versions, date, commit, recipe), never edited by hand.
+    Some figures cannot be computed while the page builds: GPU runs (the book is built on a CPU,
+    ``tools/gpu_full_profile.py``) and runs too long for a chapter's time budget (chapter 7's
+    ablation, ``tools/gpt_ablation.py``). A tool measures them once and writes a record with its
+    conditions (hardware, versions, date, commit, recipe); the book quotes the record, never a
+    number edited by hand.
     """
     import json
     from importlib import resources
@@ -72,5 +74,10 @@ def gpu_measurement(name: str = "h200") -> dict:
     path = resources.files("aigc_lib") / "measurements" / f"{name}.json"
     if not path.is_file():
         have = sorted(p.name.removesuffix(".json") for p in (resources.files("aigc_lib") / "measurements").iterdir())
-        raise FileNotFoundError(f"no GPU measurement named {name!r}; the package has {have}")
+        raise FileNotFoundError(f"no measurement named {name!r}; the package has {have}")
     return json.loads(path.read_text())
+
+
+def gpu_measurement(name: str = "h200") -> dict:
+    """A measurement the book made on a lent GPU (see :func:`measurement`)."""
+    return measurement(name)

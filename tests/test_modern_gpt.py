@@ -111,7 +111,7 @@ def test_modern_recipe_tiny_run_lowers_loss():
     cfg = LMTrainConfig(steps=60, batch_size=8, block_size=16, lr=3e-3, warmup_steps=5, eval_interval=30,
                         eval_batches=2, optimizer="muon", schedule="wsd")
     history = train_lm(model, data, data, cfg, progress=False)
-    assert history["val_loss"][-1] < 0.5 * math.log(37) and len(history["eval_train_seconds"]) == 3
+    assert history["val_loss"][-1] < 0.5 * math.log(37) and len(history["eval_steps_seconds"]) == 3
 
 
 def test_muon_run_resumes_to_the_same_state(tmp_path):
@@ -123,3 +123,50 @@ def test_muon_run_resumes_to_the_same_state(tmp_path):
     train_lm(model, data, data, cfg, checkpoint=tmp_path / "ck.pt", stop_at=10, progress=False)
     resumed = train_lm(model, data, data, cfg, checkpoint=tmp_path / "ck.pt", progress=False)
     assert resumed["train_loss"] == pytest.approx(straight["train_loss"], abs=1e-5)
+
+
+def test_modern_shakespeare_recipe_differs_only_by_its_switches(tmp_path, monkeypatch):
+    from aigc_lib import zoo
+
+    monkeypatch.setenv("AIGC_CACHE", str(tmp_path))
+    monkeypatch.setenv("AIGC_PROFILE", "quick")
+    classic, modern = zoo.ShakespeareGPT().to_dict(), zoo.ModernShakespeareGPT().to_dict()
+    assert {k: v for k, v in modern["model"].items() if classic["model"][k] != v} == zoo.MODERN_SWITCHES
+    assert {k for k, v in modern["train"].items() if classic["train"][k] != v} == {
+        "steps", "batch_size", "eval_interval", "optimizer"}
+    model, tok, history = zoo.modern_shakespeare_gpt(n_layer=1, n_head=2, n_embd=16, steps=20, warmup_steps=4,
+                                                     eval_interval=10, eval_batches=2, sample_steps=[20],
+                                                     progress=False)
+    assert not model.config.is_gpt2 and "wpe" not in model.transformer
+    assert history["eval_step"] == [0, 10, 20] and len(history["eval_steps_seconds"]) == 3
+    assert history["eval_steps_seconds"] == sorted(history["eval_steps_seconds"])
+    assert history["eval_steps_seconds"][-1] == history["steps_seconds"] <= history["loop_seconds"]
+    assert history["val_loss"][-1] < history["val_loss"][0] and history["samples"][0][0] == 20
+
+
+def test_the_ablation_rows_are_the_books_recipes():
+    import importlib.util
+    from pathlib import Path
+
+    from aigc_lib import zoo
+    from aigc_lib.notebook import measurement
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "gpt_ablation.py"
+    spec = importlib.util.spec_from_file_location("gpt_ablation", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    recipes = [getattr(zoo, cls)().replace(sample_steps=[], **settings) for _, cls, settings, _ in tool.ROWS]
+    assert recipes[4] == zoo.ModernShakespeareGPT().replace(sample_steps=[])  # the recipe chapter 7 trains
+    assert [offset for *_, offset in tool.ROWS] == [0] * 7 + [1, 1, 2, 2]
+    record = measurement("cpu_ablation")  # the shipped record was made by these rows, unchanged since
+    assert [row["config"] for row in record["rows"]] == [r.to_dict() for r in recipes]
+
+
+def test_the_model_compiles_without_graph_breaks():
+    import torch._dynamo
+
+    model = modern_gpt()
+    idx = torch.randint(0, MODERN["vocab_size"], (2, 8))
+    torch._dynamo.reset()
+    explanation = torch._dynamo.explain(model)(idx, idx)
+    assert explanation.graph_break_count == 0, explanation.break_reasons

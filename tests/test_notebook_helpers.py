@@ -26,5 +26,5 @@ def test_gpu_measurement_ships_with_the_package_and_names_its_conditions():
     for key in ("date_utc", "git_commit", "environment", "recipe", "training", "kv_cache", "deviations"):
         assert key in record, key
     assert record["environment"]["gpu"] and record["profile"] == "full"
-    with pytest.raises(FileNotFoundError, match="no GPU measurement named 'tpu'.*h200"):
+    with pytest.raises(FileNotFoundError, match="no measurement named 'tpu'.*h200"):
         gpu_measurement("tpu")

@@ -216,7 +216,8 @@ def test_catalog_has_one_row_per_recipe_with_a_cost():
 def test_every_recipe_has_a_zoo_function():
     functions = {"Classifier": "mnist_classifier", "RingGAN": "ring_gan", "MNISTGAN": "mnist_gan",
                  "RingVAE": "ring_vae", "MNISTVAE": "mnist_vae", "ReversalGPT": "reversal_gpt",
-                 "ShakespeareGPT": "shakespeare_gpt", "MelodyGPT": "melody_gpt", "FakeDetector": "fake_detector",
+                 "ShakespeareGPT": "shakespeare_gpt", "ModernShakespeareGPT": "modern_shakespeare_gpt",
+                 "MelodyGPT": "melody_gpt", "FakeDetector": "fake_detector",
                  "SmallTextGPT": "small_text_gpt", "DistilledGPT": "distilled_gpt", "RingDiffusion": "ring_diffusion",
                  "MNISTDiffusion": "mnist_diffusion", "MNISTLatentDiffusion": "latent_diffusion",
                  "PoemGPT": "poem_gpt", "InstructionGPT": "instruction_gpt", "QuestionDPO": "question_dpo"}

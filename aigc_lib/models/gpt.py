@@ -294,6 +294,8 @@ class GPT(nn.Module):
             raise ValueError(f"sequence of length {past + T} is longer than the context window "
                              f"block_size={self.config.block_size}; crop it to the last "
                              f"{self.config.block_size} tokens (idx[:, -block_size:])")
+        if torch.compiler.is_compiling():  # reading the ids back would break the compiled graph
+            return
         lo, hi = int(idx.min()), int(idx.max())
         if lo < 0 or hi >= self.config.vocab_size:
             raise ValueError(f"token ids must be in [0, {self.config.vocab_size - 1}] "

@@ -283,8 +283,8 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
     * ``on_eval(step, model, history)``: called after each validation (e.g. to draw samples).
 
     The history holds ``train_loss`` and ``lr`` per step, ``eval_step``/``val_loss``/``train_eval_loss``
-    per validation with ``eval_train_seconds`` (the training time so far, validations left out),
-    ``tokens_per_step``, ``train_seconds`` (the steps alone), ``loop_seconds`` (with the validations)
+    per validation with ``eval_steps_seconds`` (the training time so far, validations left out),
+    ``tokens_per_step``, ``steps_seconds`` (the steps alone), ``loop_seconds`` (with the validations)
     and ``steps_per_second``. A loss that is
     NaN or infinite raises ``FloatingPointError`` with advice.
     """
@@ -334,7 +334,7 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
 
     def validate() -> None:
         history["eval_step"].append(step)
-        history.setdefault("eval_train_seconds", []).append(history.get("train_seconds", 0.0))
+        history.setdefault("eval_steps_seconds", []).append(history.get("steps_seconds", 0.0))
         history["val_loss"].append(estimate_loss(model, val_data, config, seed=config.seed + 1))
         history["train_eval_loss"].append(estimate_loss(model, train_data, config, seed=config.seed + 2))
         if on_eval is not None:
@@ -387,7 +387,7 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
             loss_value /= world
         history["train_loss"].append(loss_value.item())
         history["lr"].append(lr)
-        history["train_seconds"] = history.get("train_seconds", 0.0) + time.perf_counter() - step_start
+        history["steps_seconds"] = history.get("steps_seconds", 0.0) + time.perf_counter() - step_start
         step += 1
         if bar is not None:
             bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", refresh=False)

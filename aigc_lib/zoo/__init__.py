@@ -22,11 +22,12 @@ from aigc_lib.zoo.melody import MelodyGPT
 from aigc_lib.zoo.recipe import Recipe
 from aigc_lib.zoo.reversal import ReversalGPT
 from aigc_lib.zoo.ring import RING_KINDS, RingGAN, RingVAE, ring_gans
-from aigc_lib.zoo.text import (BASELINE_ORDER, MEMORIZATION_SIZES, DistilledGPT, ShakespeareGPT, SmallTextGPT,
+from aigc_lib.zoo.text import (BASELINE_ORDER, MEMORIZATION_SIZES, MODERN_SWITCHES, DistilledGPT, ModernShakespeareGPT,
+                               ShakespeareGPT, SmallTextGPT,
                                char_tokenizer, shakespeare_ngram)
 
 RECIPES: tuple[type[Recipe], ...] = (Classifier, RingGAN, MNISTGAN, RingVAE, MNISTVAE, RingDiffusion, MNISTDiffusion,
-                                     MNISTLatentDiffusion, ReversalGPT, ShakespeareGPT, MelodyGPT, FakeDetector,
+                                     MNISTLatentDiffusion, ReversalGPT, ShakespeareGPT, ModernShakespeareGPT, MelodyGPT, FakeDetector,
                                      SmallTextGPT, DistilledGPT, PoemGPT, InstructionGPT, QuestionDPO)
 
 
@@ -85,6 +86,11 @@ def shakespeare_gpt(progress: bool = True, **overrides):
     return ShakespeareGPT().replace(**overrides).load(progress)
 
 
+def modern_shakespeare_gpt(progress: bool = True, **overrides):
+    """``(model, tokenizer, history)`` of chapter 7's GPT trained with the modern recipe (Muon, RoPE, ...)."""
+    return ModernShakespeareGPT().replace(**overrides).load(progress)
+
+
 def distilled_gpt(progress: bool = True, **overrides):
     """``(student, tokenizer, history)``: chapter 11's student distilled from :func:`shakespeare_gpt`."""
     return DistilledGPT().replace(**overrides).load(progress)
@@ -123,9 +129,9 @@ def question_dpo(progress: bool = True, **overrides):
 
 __all__ = ["BASELINE_ORDER", "Classifier", "DistilledGPT", "FakeDetector", "FAMILIES", "FINETUNE_METHODS",
            "GAN_KINDS", "InstructionGPT", "MelodyGPT", "MEMORIZATION_SIZES", "MNISTDiffusion", "MNISTGAN",
-           "MNISTLatentDiffusion", "MNISTVAE", "PoemGPT", "QuestionDPO", "Recipe", "RECIPES", "ReversalGPT",
+           "MNISTLatentDiffusion", "MNISTVAE", "MODERN_SWITCHES", "ModernShakespeareGPT", "PoemGPT", "QuestionDPO", "Recipe", "RECIPES", "ReversalGPT",
            "RING_KINDS", "RingDiffusion", "RingGAN", "RingVAE", "ShakespeareGPT", "SmallTextGPT", "catalog",
            "char_tokenizer", "digit_samples", "distilled_gpt", "fake_detector", "generated_digits",
            "instruction_gpt", "latent_diffusion", "melody_gpt", "mnist_classifier", "mnist_diffusion",
-           "mnist_gan", "mnist_vae", "poem_gpt", "question_dpo", "reversal_gpt", "ring_diffusion",
+           "mnist_gan", "mnist_vae", "modern_shakespeare_gpt", "poem_gpt", "question_dpo", "reversal_gpt", "ring_diffusion",
            "ring_gan", "ring_gans", "ring_vae", "shakespeare_gpt", "shakespeare_ngram", "small_text_gpt"]
