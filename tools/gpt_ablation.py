@@ -29,12 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from aigc_lib.zoo.text import MODERN_SWITCHES  # the cache folder is read when a model trains, not here
+
 # (label, recipe class name, settings for replace); steps sized for ~120 s of training on 2 cores
 ROWS = [
     ("nanoGPT's CPU recipe (AdamW, peak lr 1e-3)", "ShakespeareGPT", dict(lr=1e-3, steps=2600)),
     ("+ peak lr 2e-3 (chapter 7's ShakespeareGPT)", "ShakespeareGPT", dict(steps=2600)),
     ("+ RoPE, ReLU², QK-norm, no biases, untied output", "ShakespeareGPT",
-     dict(rope=True, mlp="relu2", qk_norm=True, bias=False, tie_embeddings=False, steps=2600)),
+     dict(**MODERN_SWITCHES, steps=2600)),
     ("+ Muon for the blocks' matrices", "ModernShakespeareGPT", dict(batch_size=12, steps=1700)),
     ("+ batch 24 (ModernShakespeareGPT)", "ModernShakespeareGPT", dict()),
     ("  (SwiGLU instead of ReLU²)", "ModernShakespeareGPT", dict(mlp="swiglu")),
