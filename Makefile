@@ -10,7 +10,7 @@ export AIGC_PROFILE ?= quick
 export AIGC_CACHE   ?= $(CURDIR)/_cache/models
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: venv book test unit notebooks robust claims check-site chromium clean
+.PHONY: venv book test unit notebooks robust claims check-site colab chromium clean
 
 venv: $(STAMP)
 
@@ -34,8 +34,11 @@ test: unit notebooks
 unit: venv
 	$(BIN)/pytest tests --ignore=tests/site -q
 
+# Each notebook that passes goes into the book's jupyter-cache (.ci/nbval_book_cache.py), so a
+# `make book` after `make test` renders these outputs instead of executing everything again.
 notebooks: venv
-	$(BIN)/pytest --nbval-lax -p no:cacheprovider notebooks/ -q --junitxml=_build/nbval.xml
+	PYTHONPATH=.ci AIGC_BOOK_CACHE=$(CURDIR)/_build/.jupyter_cache \
+	  $(BIN)/pytest -p nbval_book_cache --nbval-lax -p no:cacheprovider notebooks/ -q --junitxml=_build/nbval.xml
 	@$(BIN)/python .ci/nb_times.py _build/nbval.xml
 
 # The chapters whose claims rest on training or sampling, executed under other seeds
@@ -61,6 +64,11 @@ claims: venv
 # Open the built website in headless Chromium with the network off (run after `make book`).
 check-site: venv chromium
 	$(BIN)/pytest tests/site -q
+
+# The Colab path, without Colab: each notebook's setup cell in a fresh environment that holds only
+# what Colab preinstalls, then every import the notebook makes and its first cells.
+colab: venv
+	$(BIN)/python .ci/colab_check.py
 
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

