@@ -42,6 +42,8 @@ def pytest_sessionfinish(session):
     for item in session.items:
         if hasattr(item, "test_outputs") and hasattr(item, "cell"):
             cells[item.parent].append(item)
+    from ipykernel.ipkernel import IPythonKernel
+
     cache = get_cache(where)
     for nb_file, items in cells.items():
         path = _notebook_of(items[0].nodeid)
@@ -53,6 +55,8 @@ def pytest_sessionfinish(session):
             for out in item.cell.outputs:
                 if out.get("output_type") == "execute_result":
                     out["execution_count"] = count
+        # what an executed notebook carries: the book renders code cells with its pygments lexer
+        nb_file.nb.metadata["language_info"] = dict(IPythonKernel.language_info)
         cache.cache_notebook_bundle(
             CacheBundleIn(nb_file.nb, str(Path(str(nb_file.fspath)).resolve()),
                           data={"execution_seconds": _seconds[path]}),

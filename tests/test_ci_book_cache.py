@@ -46,6 +46,7 @@ def test_a_passing_notebook_is_cached_with_its_outputs_and_a_failing_one_is_not(
     assert [cell.execution_count for cell in code] == [1, 2, 3]
     assert code[1].outputs[0].text == "42\n"
     assert code[2].outputs[0].data["text/plain"] == "42" and code[2].outputs[0].execution_count == 3
+    assert merged.metadata.language_info.pygments_lexer == "ipython3"  # else the book build warns, per cell
     with pytest.raises(KeyError):
         cache.match_cache_notebook(nbformat.read(bad, as_version=4))
 
