@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -32,9 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Colab preinstalls these (and much more); the book may assume no other package is there.
 COLAB = ["torch", "torchvision", "transformers", "matplotlib", "numpy", "ipython"]
 FIRST_CELLS = 3  # setup, imports, aigc_lib imports and the profile line
-URL = re.compile(r"git\+https://github\.com/[\w.-]+/[\w.-]+")
 
-# Runs inside the Colab-like environment: argv = [notebook json, wheel path].
+# Runs inside the Colab-like environment: argv = notebook, wheel, how many first cells, repository URL.
 DRIVER = r'''
 import ast, json, sys, types
 from IPython.core.interactiveshell import InteractiveShell

@@ -35,6 +35,7 @@ def pytest_sessionfinish(session):
     where = os.environ.get("AIGC_BOOK_CACHE")
     if not where or os.environ.get("AIGC_SEED_OFFSET", "0") not in ("", "0"):
         return
+    from ipykernel.ipkernel import IPythonKernel
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
@@ -42,8 +43,6 @@ def pytest_sessionfinish(session):
     for item in session.items:
         if hasattr(item, "test_outputs") and hasattr(item, "cell"):
             cells[item.parent].append(item)
-    from ipykernel.ipkernel import IPythonKernel
-
     cache = get_cache(where)
     for nb_file, items in cells.items():
         path = _notebook_of(items[0].nodeid)

