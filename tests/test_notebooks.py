@@ -212,3 +212,19 @@ def test_every_third_party_import_is_a_declared_dependency():
                 if dist is not None and dist.lower().replace("_", "-") not in declared:
                     missing.add(f"{name} ({where})")
     assert not missing, f"imported but not in pyproject.toml: {sorted(missing)}; add them to `dependencies`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_visible_cell_prints_what_it_glues(path):
+    """`glue` returns its value, so a visible cell that ends in a bare glue call shows that number
+    as a stray output on the page; end such a line with `;`."""
+    import ast
+
+    for i, cell, tree in code_cells(path):
+        if {"remove-cell", "remove-output"} & set(cell.get("metadata", {}).get("tags", [])):
+            continue  # its outputs are not on the page
+        last = tree.body[-1] if tree.body else None
+        calls = last.value.elts if isinstance(last, ast.Expr) and isinstance(last.value, ast.Tuple) else \
+            [last.value] if isinstance(last, ast.Expr) else []
+        if calls and all(isinstance(c, ast.Call) and getattr(c.func, "id", "") == "glue" for c in calls):
+            assert source(cell).rstrip().endswith(";"), f"{path.name} cell {i}: end the last glue line with `;`"
