@@ -25,7 +25,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from aigc_lib.config import cache_dir, profile, seed_offset
+from aigc_lib.config import cache_dir, profile, seed_offset, smoke
 
 
 class CacheWarning(UserWarning):
@@ -37,7 +37,8 @@ def cache_key(name: str, config: dict, version: int = 0) -> str:
     if not name or any(c in name for c in "/\\ "):
         raise ValueError(f"cache name must be a non-empty word without slashes or spaces, got {name!r}")
     blob = json.dumps({"name": name, "config": config, "version": version, "profile": profile(),
-                       **({"seed_offset": seed_offset()} if seed_offset() else {})},
+                       **({"seed_offset": seed_offset()} if seed_offset() else {}),
+                       **({"smoke": True} if smoke() else {})},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -7,6 +7,12 @@ The book runs in two profiles that share one code path:
 
 ``AIGC_PROFILE`` picks one; unset means ``full`` when CUDA is available, else ``quick``.
 Notebooks read their sizes through :func:`by_profile` and branch on nothing else.
+
+``AIGC_SMOKE=1`` (with ``AIGC_PROFILE=full``) is the full profile at toy sizes, for CI: every code
+path the full profile takes (its data loaders, model shapes, training loops) runs on a CPU in
+minutes, because each recipe trains a few steps (:meth:`aigc_lib.zoo.Recipe.load`) and
+:func:`by_profile` returns its ``smoke`` value where a notebook gives one. Its models are cached
+apart from the real ones, and nothing it produces means anything beyond "it runs".
 """
 from __future__ import annotations
 
@@ -46,16 +52,37 @@ def profile() -> str:
             f"AIGC_PROFILE={name!r} is not a profile; valid profiles are {', '.join(PROFILES)} "
             "(or leave it unset to choose by hardware)."
         )
-    if name == "full" and not torch.cuda.is_available():
+    if name == "full" and not torch.cuda.is_available() and not smoke():
         _warn_once("full-without-cuda", "AIGC_PROFILE=full without a CUDA GPU: the full datasets and "
                    "models train on " + str(device()) + ", which takes hours per chapter instead of "
                    "minutes; AIGC_PROFILE=quick runs every chapter in minutes on a CPU.")
     return name
 
 
-def by_profile(quick: T, full: T) -> T:
-    """Return ``quick`` or ``full`` according to the active profile."""
-    return quick if profile() == "quick" else full
+_FULL = object()
+
+
+def smoke() -> bool:
+    """True under ``AIGC_SMOKE=1``: the full profile's code paths at toy sizes (see the module docstring)."""
+    raw = os.environ.get("AIGC_SMOKE", "").strip()
+    if raw in ("", "0"):
+        return False
+    if raw != "1":
+        raise ValueError(f"AIGC_SMOKE={raw!r}: use 1 (the full profile at toy sizes, for CI) or leave it unset.")
+    if os.environ.get("AIGC_PROFILE", "").strip().lower() != "full":
+        raise ValueError("AIGC_SMOKE=1 runs the full profile at toy sizes: set AIGC_PROFILE=full with it, "
+                         "or unset AIGC_SMOKE.")
+    return True
+
+
+def by_profile(quick: T, full: T, smoke: T = _FULL) -> T:  # type: ignore[assignment]
+    """Return ``quick`` or ``full`` according to the active profile (``smoke``, if given, under AIGC_SMOKE=1)."""
+    if profile() == "quick":
+        return quick
+    return full if smoke is _FULL or not _smoke() else smoke
+
+
+_smoke = smoke  # by_profile's argument shadows the function
 
 
 def device() -> torch.device:

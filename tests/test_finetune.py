@@ -264,3 +264,11 @@ def test_the_chapter_9_recipes_train_tiny_and_record_what_the_chapter_reads(tmp_
     assert set(history["accuracy"]["after"]) == set(TASKS) and len(history["predictions"]) == 9
     with pytest.raises(ValueError, match="method must be one of"):
         zoo.PoemGPT(method="adapter")
+
+
+def test_the_dpo_recipe_prefers_questions_by_the_chapter_rule():
+    from aigc_lib.zoo import QuestionDPO
+
+    speeches = ["Who's there?\nNay, answer me", "Stand, ho!\nWho?", "What?", "Peace.\n"]
+    assert [QuestionDPO().preferred(s) for s in speeches] == [is_question(s) for s in speeches] == [True, False, True, False]
+    assert QuestionDPO().replace(ends_with="e").preferred("Peace\n")

@@ -180,3 +180,16 @@ def test_from_pretrained_reads_a_local_directory(tmp_path):
     idx = torch.randint(0, 50, (2, 9))
     with torch.no_grad():
         torch.testing.assert_close(ours(idx)[0], hf(idx).logits, atol=1e-5, rtol=0)
+
+
+def test_gpt2_source_is_a_local_folder_when_one_is_named(monkeypatch, tmp_path):
+    from aigc_lib.models.gpt import gpt2_source
+
+    monkeypatch.setenv("AIGC_GPT2", str(tmp_path))
+    assert gpt2_source(timeout=0.1) == str(tmp_path)
+    monkeypatch.setenv("AIGC_GPT2", str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="save_pretrained"):
+        gpt2_source(timeout=0.1)
+    monkeypatch.delenv("AIGC_GPT2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert gpt2_source(timeout=0.1) is None

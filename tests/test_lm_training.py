@@ -130,6 +130,18 @@ def test_evaluate_scores_every_token_once():
     assert abs(windows - loss.item()) < 0.05
 
 
+def test_evaluate_scores_a_prefix_under_smoke(monkeypatch):
+    from aigc_lib.training.lm import SMOKE_EVAL_TOKENS
+
+    torch.manual_seed(0)
+    model, data = TinyLM().eval(), corpus(SMOKE_EVAL_TOKENS + 500)
+    prefix = evaluate(model, data[:SMOKE_EVAL_TOKENS], block_size=16)
+    assert evaluate(model, data, block_size=16) != prefix
+    monkeypatch.setenv("AIGC_PROFILE", "full")
+    monkeypatch.setenv("AIGC_SMOKE", "1")
+    assert evaluate(model, data, block_size=16) == prefix
+
+
 def test_resume_from_checkpoint_reaches_the_same_state(tmp_path):
     data = corpus()
     torch.manual_seed(0)

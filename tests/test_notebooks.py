@@ -228,3 +228,13 @@ def test_no_visible_cell_prints_what_it_glues(path):
             [last.value] if isinstance(last, ast.Expr) else []
         if calls and all(isinstance(c, ast.Call) and getattr(c.func, "id", "") == "glue" for c in calls):
             assert source(cell).rstrip().endswith(";"), f"{path.name} cell {i}: end the last glue line with `;`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_the_smoke_tag_marks_hidden_checks_only(path):
+    """`make smoke` (.ci/nbval_smoke.py) skips hidden cells unless they are also tagged `smoke`, which
+    says: this check holds at any size (an equivalence with a reference library, a closed form)."""
+    for i, cell in enumerate(load(path)["cells"]):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "smoke" in tags:
+            assert cell["cell_type"] == "code" and "remove-cell" in tags, f"{path.name} cell {i}: smoke tags hidden cells"

@@ -246,3 +246,54 @@ def test_the_command_line_rejects_an_unknown_name_and_names_the_choices():
     assert "no-such-model" in out.stderr and "choose from" in out.stderr
     for cls in zoo.RECIPES:
         assert cls.name in out.stderr, cls.name
+
+
+# ----------------------------------------------------------------------------- smoke: the full profile at toy sizes
+SIZE_FIELDS = ("steps", "epochs", "n_train", "n_prompts", "n_melodies", "n")
+
+
+def sizes(recipe):
+    """Every step, epoch and count setting of a recipe, its nested configs' included (not a nested
+    recipe's, such as a base model: that one is sized by its own ``smoke_settings`` when it loads)."""
+    configs = [c for c in nested_configs(recipe).values() if not isinstance(c, zoo.Recipe)]
+    flat = {**dataclasses.asdict(recipe), **{k: v for c in configs for k, v in dataclasses.asdict(c).items()}}
+    return {k: flat[k] for k in SIZE_FIELDS if k in flat}
+
+
+@pytest.mark.parametrize("case", EVERY_RECIPE, ids=ids)
+def test_smoke_trains_every_recipe_a_few_steps_of_the_full_profile(case, monkeypatch):
+    monkeypatch.setenv("AIGC_PROFILE", "full")
+    full = make(*case)
+    monkeypatch.setenv("AIGC_SMOKE", "1")
+    smoke = full.sized()
+    assert full.smoke_settings, f"{ids(case)} has no smoke_settings: under AIGC_SMOKE=1 it would train in full"
+    assert type(smoke) is type(full) and smoke.cache_name == full.cache_name
+    small = sizes(smoke)
+    assert small and all(small[k] <= sizes(full)[k] for k in small) and small != sizes(full)
+    assert max(v for k, v in small.items() if k in ("steps", "epochs")) <= 25
+    for name, config in nested_configs(full).items():  # the full profile's model shapes are kept
+        if isinstance(config, (GPTConfig,)) or name in ("unet", "net"):
+            assert getattr(smoke, name) == config
+    assert smoke.checkpoint_path() == full.checkpoint_path()  # both mean the smoke model
+    monkeypatch.delenv("AIGC_SMOKE")
+    assert full.sized() is full and full.checkpoint_path() != smoke.checkpoint_path()
+
+
+def test_smoke_needs_the_full_profile_and_says_so(monkeypatch):
+    from aigc_lib import config
+
+    monkeypatch.setenv("AIGC_SMOKE", "1")
+    monkeypatch.setenv("AIGC_PROFILE", "quick")
+    with pytest.raises(ValueError, match="AIGC_PROFILE=full"):
+        config.smoke()
+    monkeypatch.setenv("AIGC_PROFILE", "full")
+    monkeypatch.setenv("AIGC_SMOKE", "yes")
+    with pytest.raises(ValueError, match="use 1"):
+        config.smoke()
+    monkeypatch.setenv("AIGC_SMOKE", "1")
+    assert config.smoke() and config.by_profile(1, 2) == 2 and config.by_profile(1, 2, smoke=3) == 3
+    monkeypatch.setenv("AIGC_SMOKE", "0")
+    assert not config.smoke() and config.by_profile(1, 2, smoke=3) == 2
+    monkeypatch.setenv("AIGC_PROFILE", "quick")
+    assert config.by_profile(1, 2, smoke=3) == 1
+

@@ -445,6 +445,18 @@ def _load_hf_gpt2(name: str, timeout: float):
     return GPT2LMHeadModel.from_pretrained(name)
 
 
+def gpt2_source(timeout: float = 5.0) -> str | None:
+    """Where pretrained GPT-2 comes from: the folder ``AIGC_GPT2`` names (written by ``save_pretrained``;
+    CI's smoke run puts a tiny random one there), else ``"gpt2"`` if the hub answers, else ``None``."""
+    folder = os.environ.get("AIGC_GPT2", "").strip()
+    if folder:
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"AIGC_GPT2={folder!r} is not a folder; point it at one written by "
+                                    "GPT2LMHeadModel.save_pretrained (and the tokenizer's), or unset it")
+        return folder
+    return "gpt2" if hub_reachable(timeout) else None
+
+
 def hub_reachable(timeout: float = 5.0, host: str = "huggingface.co") -> bool:
     """True if a TCP connection to the Hugging Face hub opens within ``timeout`` seconds."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):

@@ -85,6 +85,7 @@ class MNISTDiffusion(Recipe):
 
     name = "mnist-diffusion"
     chapter, cost = 4, "170 s"
+    smoke_settings = dict(steps=3, batch_size=16)
     unet: UNetConfig = field(default_factory=lambda: by_profile(
         quick=UNetConfig(channels=32, patch=2, mult=(1, 2), blocks=1, attn_levels=(1,), n_classes=10),
         full=UNetConfig(channels=64, patch=1, mult=(1, 2, 2), blocks=2, attn_levels=(2,), n_classes=10)))
@@ -115,6 +116,7 @@ class RingDiffusion(Recipe):
 
     name = "ring-diffusion"
     chapter, cost = 4, "18 s, on one core"
+    smoke_settings = dict(steps=10, n=2000)
     net: MLPDenoiserConfig = field(default_factory=lambda: MLPDenoiserConfig(dim=2, hidden=128, n_layers=3))
     T: int = 1000
     schedule: str = "squaredcos_cap_v2"
@@ -141,6 +143,7 @@ class MNISTLatentDiffusion(Recipe):
 
     name = "mnist-latent-diffusion"
     chapter, cost = 4, "30 s on one core, after the VAE"
+    smoke_settings = dict(steps=10)
     net: MLPDenoiserConfig = field(default_factory=lambda: MLPDenoiserConfig(
         dim=20, hidden=by_profile(quick=256, full=512), n_layers=3, n_classes=10))
     T: int = 1000

@@ -26,6 +26,7 @@ class Classifier(Recipe):
 
     name = "mnist-classifier"
     chapter, cost = 2, "14 s"
+    smoke_settings = dict(epochs=1)
     n_features: int = 128
     dropout: float = 0.3
     epochs: int = field(default_factory=lambda: by_profile(quick=8, full=4))
@@ -54,6 +55,7 @@ class MNISTGAN(Recipe):
 
     name, variant = "mnist-gan", "kind"
     chapter, cost = 2, "mlp 20 s, dcgan 50 s, cdcgan 55 s"
+    smoke_settings = dict(steps=4, batch_size=16, snapshot_every=2)
     kind: str = "dcgan"
     z_dim: int | None = None  # default: 64 (mlp), 100 (DCGAN)
     hidden: int = 256  # mlp
@@ -101,6 +103,7 @@ class MNISTVAE(Recipe):
 
     name, variant = "mnist-vae", "arch"
     chapter, cost = 3, "mlp 11 s, conv 14 s"
+    smoke_settings = dict(epochs=1)
     arch: str = "mlp"
     model: VAEConfig | None = None  # default: 400 hidden units (mlp) or 256 (conv), 20-d latent
     epochs: int | None = None  # default: 30 (mlp) or 15 (conv) in the quick profile
@@ -154,6 +157,7 @@ class FakeDetector(Recipe):
 
     name, variant = "fake-detector", "family"
     chapter, cost = 11, "8 s each, after its generator"
+    smoke_settings = dict(epochs=1)
     family: str = "DCGAN"
     n_features: int = 128
     dropout: float = 0.3

@@ -29,6 +29,7 @@ class MelodyGPT(Recipe):
 
     name, version = "melody-gpt", 1
     chapter, cost = 10, "5 s"
+    smoke_settings = dict(n_melodies=200, steps=10)
     rules: MelodyRules = field(default_factory=MelodyRules)
     generator_version: int = GENERATOR_VERSION  # of rule_melody: new melodies, new model
     n_melodies: int = field(default_factory=lambda: by_profile(quick=2000, full=10_000))

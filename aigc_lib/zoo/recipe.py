@@ -9,6 +9,10 @@ Settings change through one rule, :meth:`Recipe.replace`: a keyword names a fiel
 or of one of its nested configs (one that several configs share, e.g. ``block_size``, sets all
 of them); anything else is an error that lists what exists. A recipe's ``variant`` field (e.g. a
 GAN's ``kind``) picks the defaults of the others, so it is given to the constructor, not replaced.
+
+Under ``AIGC_SMOKE=1`` (the full profile at toy sizes, :func:`aigc_lib.config.smoke`), :meth:`load`
+trains :meth:`Recipe.sized`: the recipe with its ``smoke_settings`` (a few steps, tiny batches)
+replaced by the same rule, so the full profile's model shapes and loops run in seconds.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from aigc_lib.cache import checkpoint_path, load_or_train
+from aigc_lib.config import smoke
 
 
 @dataclasses.dataclass
@@ -31,6 +36,7 @@ class Recipe:
     version: ClassVar[int] = 0  # bump when ``fit`` changes what it produces
     chapter: ClassVar[int] = 0  # where the book trains it
     cost: ClassVar[str] = ""  # training time in the quick profile, measured in CI (2-core CPU)
+    smoke_settings: ClassVar[dict[str, Any]] = {}  # settings under AIGC_SMOKE=1: a few steps of the full profile
 
     def build(self) -> nn.Module:
         raise NotImplementedError
@@ -77,17 +83,23 @@ class Recipe:
                 top[n] = dataclasses.replace(top.get(n, nested[n]), **changes)
         return dataclasses.replace(self, **top)
 
+    def sized(self) -> "Recipe":
+        """The recipe that :meth:`load` trains: this one, or under ``AIGC_SMOKE=1`` with its ``smoke_settings``."""
+        return self.replace(**self.smoke_settings) if smoke() else self
+
     def checkpoint_path(self) -> Path:
-        return checkpoint_path(self.cache_name, self.to_dict(), self.version)
+        recipe = self.sized()
+        return checkpoint_path(recipe.cache_name, recipe.to_dict(), recipe.version)
 
     def is_cached(self) -> bool:
         return self.checkpoint_path().exists()
 
     def load(self, progress: bool = True) -> tuple:
         """The trained model (eval mode) and its history: from the cache, else trained now and cached."""
-        model, history = load_or_train(self.cache_name, self.to_dict(), self.build,
-                                       lambda m: self.fit(m, progress), version=self.version)
-        return self.result(model, history)
+        recipe = self.sized()
+        model, history = load_or_train(recipe.cache_name, recipe.to_dict(), recipe.build,
+                                       lambda m: recipe.fit(m, progress), version=recipe.version)
+        return recipe.result(model, history)
 
 
 def _settings(recipe: Recipe) -> list[str]:

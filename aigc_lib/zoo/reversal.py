@@ -22,6 +22,7 @@ class ReversalGPT(Recipe):
 
     name = "reverse-gpt"
     chapter, cost = 5, "4 s"
+    smoke_settings = dict(steps=5)
     length: int = 8
     n_symbols: int = 10
     model: GPTConfig = field(default_factory=lambda: GPTConfig(block_size=16, vocab_size=11, n_layer=2,

@@ -40,6 +40,7 @@ class RingGAN(Recipe):
 
     name, variant, version = "ring-gan", "kind", 2
     chapter, cost = 2, "20 s each, on one core"
+    smoke_settings = dict(steps=24, snapshot_every=2)  # 13 snapshots: chapter 2 plots the 12th
     kind: str = "vanilla"
     z_dim: int = 2
     hidden: int = 128
@@ -109,6 +110,7 @@ class RingVAE(Recipe):
 
     name = "ring-vae"
     chapter, cost = 3, "8 s"
+    smoke_settings = dict(epochs=2)
     data: RingData = field(default_factory=lambda: RingData(n=4000))
     model: VAEConfig = field(default_factory=lambda: VAEConfig(
         arch="mlp", x_shape=(2,), z_dim=2, hidden=128, n_layers=2, likelihood="gaussian", sigma_x=0.05))

@@ -19,6 +19,8 @@ from aigc_lib.training.lm import LMTrainConfig, evaluate, train_lm
 from aigc_lib.zoo.recipe import Recipe
 
 BASELINE_ORDER = 3  # the "trigram" baseline that later chapters compare against
+SMOKE_LM = dict(steps=4, batch_size=2, warmup_steps=1, eval_interval=2, eval_batches=1, checkpoint_interval=4)
+"""A language model's training under ``AIGC_SMOKE=1``: four steps on two sequences (the recipes' ``smoke_settings``)."""
 
 
 def shakespeare_ngram(order: int = BASELINE_ORDER) -> CharNGram:
@@ -69,6 +71,7 @@ class ShakespeareGPT(Recipe):
 
     name, version = "shakespeare-char-gpt", 2  # 2: the history has eval_steps_seconds
     chapter, cost = 7, "80-140 s"
+    smoke_settings = dict(SMOKE_LM, sample_steps=[0, 4], sample_chars=40)  # 40: no sliding window
     model: GPTConfig = field(default_factory=_gpt_config)
     train: LMTrainConfig = field(default_factory=_train_config)
     sample_steps: list[int] = field(default_factory=lambda: by_profile(quick=[0, 250, 500, 1000, 2000],
@@ -147,6 +150,7 @@ class ModernShakespeareGPT(ShakespeareGPT):
 
     name, version = "shakespeare-char-gpt-modern", 1
     chapter, cost = 7, "110-130 s"
+    smoke_settings = dict(SMOKE_LM, sample_steps=[4], sample_chars=40)
     model: GPTConfig = field(default_factory=_modern_gpt_config)
     train: LMTrainConfig = field(default_factory=_modern_train_config)
     sample_steps: list[int] = field(default_factory=lambda: by_profile(quick=[1000], full=[5000]))
@@ -164,6 +168,7 @@ class DistilledGPT(ShakespeareGPT):
 
     name, version = "shakespeare-char-gpt-distilled", 1
     chapter, cost = 11, "70 s"
+    smoke_settings = dict(SMOKE_LM, sample_steps=[])
     model: GPTConfig = field(default_factory=lambda: GPTConfig(**{**vars(_gpt_config()), "n_layer": 3, "n_head": 4,
                                                                          "n_embd": 64}))
     sample_steps: list[int] = field(default_factory=list)
@@ -198,6 +203,7 @@ class SmallTextGPT(Recipe):
 
     name = "small-text-gpt"
     chapter, cost = 11, "13 s (2 layers), 100 s (4 layers)"
+    smoke_settings = dict(SMOKE_LM, probes=4)
     model: GPTConfig = field(default_factory=_gpt_config)
     train: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(
         **{**vars(_train_config()), "steps": 800, "eval_interval": 100, "checkpoint_interval": 800}))
