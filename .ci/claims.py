@@ -6,7 +6,7 @@ records both sides of every comparison in that cell's top-level asserts, whether
 held. ``table`` then prints, for each comparison, the min and max of each side over the runs and in
 how many runs it held: the spread that an assert's margin must cover.
 
-    python .ci/claims.py run --offset 1 --threads 2 --out _build/claims/o1.json notebooks/02_gan.ipynb
+    python .ci/claims.py run --offset 1 --threads 2 --out _build/claims/o1.json notebooks/gan.ipynb
     python .ci/claims.py table _build/claims/*.json
 """
 from __future__ import annotations

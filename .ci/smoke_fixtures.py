@@ -5,7 +5,7 @@
 * GPT-2: a folder in `$AIGC_GPT2` as `save_pretrained` writes it: a randomly initialised
   `GPT2LMHeadModel` of 2 layers, and a tokenizer made from the book's byte-level BPE
   (`BPETokenizer.hf_vocab_and_merges`) trained on the poems, exported in Hugging Face's format.
-  Chapter 8 loads both with `from_pretrained` where, online, it loads "gpt2" from the hub.
+  The GPT-2 project chapter loads both with `from_pretrained` where, online, it loads "gpt2" from the hub.
 """
 import os
 import sys

@@ -5,7 +5,9 @@
   quantization): a quarter of fp32's bytes, and a rounding error of at most ``s_i / 2`` per
   weight. :func:`absmax_quantize` writes this out; :func:`quantize_int8` applies PyTorch's dynamic
   quantization (int8 weights, activations quantized on the fly, int8 matrix products) to every
-  ``nn.Linear`` of a model, for inference on a CPU (Jacob et al. 2018).
+  ``nn.Linear`` of a model, for inference on a CPU. PyTorch's dynamic quantization keeps one
+  scale per weight tensor and zero point 0, not the per-row scales of :func:`absmax_quantize`; the
+  affine scheme with zero points and integer-only arithmetic is Jacob et al.'s (2018).
 * **Pruning** sets the weights of smallest magnitude to zero (Han et al. 2015):
   :func:`prune_magnitude` removes a share ``sparsity`` of every matrix with
   ``torch.nn.utils.prune``.

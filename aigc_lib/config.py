@@ -19,11 +19,14 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+
 import torch
 
 PROFILES = ("quick", "full")
@@ -110,6 +113,106 @@ def reachable(host: str, port: int = 443, timeout: float = 5.0) -> bool:
         return False
 
 
+# The thread policy. PyTorch's CPU kernels run on an OpenMP pool whose idle threads spin, holding
+# their core while they wait for the next parallel region. On an idle machine that is the fastest
+# choice; but when another process needs one of 2 cores, the spinning thread fights it and a small
+# training step runs 3-4 times slower than on one thread (measured: a step of the pretraining chapter's GPT,
+# 39 ms idle with 2 threads, 157 ms with 2 threads beside a busy process, 63-76 ms with 1 thread
+# either way). Making threads sleep instead (OMP_WAIT_POLICY=PASSIVE) avoids the stall but costs
+# 1.7x on an idle machine (65 ms). So the book keeps the spinning pool and sizes it to the cores
+# other processes leave free, measured from /proc and re-checked while training.
+_threads = {"last": None, "checked": 0.0, "ours": None, "most": None, "pinned": 0}
+
+
+def _cpu_jiffies() -> tuple[int, int, int] | None:
+    """(busy, total) jiffies of the whole machine and this process's own, from /proc (Linux only)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+        with open("/proc/self/stat") as f:
+            own = f.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks), int(own[11]) + int(own[12])
+
+
+def fit_threads(every: float = 1.0) -> int:
+    """Size PyTorch's thread pool to the cores that other processes leave free; return the count.
+
+    Cheap enough to call on every training step: it looks at the machine at most once per
+    ``every`` seconds (the CPU time other processes used since the last look). It leaves the count
+    alone when ``OMP_NUM_THREADS`` or ``AIGC_THREADS`` is set, inside :func:`pinned_threads`, when
+    other code has set its own count, and on systems without /proc (macOS, Windows), where
+    PyTorch's default stays. ``AIGC_THREADS=n`` fixes the count, e.g. for timing runs.
+    """
+    state, now = _threads, time.monotonic()
+    fixed = os.environ.get("AIGC_THREADS", "").strip()
+    if fixed:
+        if not fixed.isdigit() or int(fixed) < 1:
+            raise ValueError(f"AIGC_THREADS={fixed!r}: give a positive number of threads, or unset it.")
+        if torch.get_num_threads() != int(fixed):
+            torch.set_num_threads(int(fixed))
+        return int(fixed)
+    if state["pinned"] or "OMP_NUM_THREADS" in os.environ or now - state["checked"] < every:
+        return torch.get_num_threads()
+    if state["ours"] is not None and torch.get_num_threads() != state["ours"]:
+        return torch.get_num_threads()  # someone else chose a count: respect it
+    state["most"] = state["most"] or torch.get_num_threads()
+    sample = _cpu_jiffies()
+    if sample is None:
+        return torch.get_num_threads()
+    last, state["last"], state["checked"] = state["last"], sample, now
+    if last is None or sample[1] <= last[1]:
+        return torch.get_num_threads()
+    cpus = os.cpu_count() or 1
+    others = cpus * max(0, (sample[0] - last[0]) - (sample[2] - last[2])) / (sample[1] - last[1])
+    # Shed a thread once others use more than half a core; take it back only below 0.3 of one
+    # (while we spin 2 threads beside a busy process, that process gets about 2/3 of a core).
+    threads = int(cpus - others + 0.5)
+    if threads > torch.get_num_threads():
+        threads = int(cpus - others + 0.3)
+    threads = max(1, min(state["most"], threads))
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    state["ours"] = threads
+    return threads
+
+
+@contextmanager
+def pinned_threads(n: int):
+    """Run a block with ``n`` PyTorch threads, which :func:`fit_threads` leaves alone (0: no pin).
+
+    Tiny models (the ring GANs, the toy tasks) train as fast on one thread, repeat bit for bit
+    whatever the machine's thread count, and cannot stall when other jobs share the cores.
+    """
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"pin a positive number of threads (or 0 for no pin), got {n!r}")
+    old = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+        _threads["pinned"] += 1
+    try:
+        yield
+    finally:
+        if n > 0:
+            _threads["pinned"] -= 1
+            torch.set_num_threads(old)
+
+
+def thread_policy() -> dict:
+    """What :func:`fit_threads` sees and chose: the thread count, its ceiling and the CPU count."""
+    return {"threads": torch.get_num_threads(), "ceiling": _threads["most"], "cpus": os.cpu_count(),
+            "fixed_by": next((k for k in ("AIGC_THREADS", "OMP_NUM_THREADS") if k in os.environ), None)}
+
+
+def _first_fit() -> None:
+    """At import: look at the machine twice, 0.2 s apart, and size the pool before any work."""
+    if _cpu_jiffies() is not None and not {"AIGC_THREADS", "OMP_NUM_THREADS"} & set(os.environ):
+        fit_threads(every=0.0)
+        time.sleep(0.2)
+        fit_threads(every=0.0)
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device a module's parameters (or, failing that, buffers) live on; the CPU if it has neither."""
     tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
@@ -168,3 +271,6 @@ def cache_dir() -> Path:
     path = Path(root).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+_first_fit()

@@ -40,7 +40,7 @@ def colab_badge(notebook: str) -> str:
     import base64
 
     if not notebook.endswith(".ipynb"):
-        raise ValueError(f"give the notebook's file name, e.g. '01_background.ipynb', got {notebook!r}")
+        raise ValueError(f"give the notebook's file name, e.g. 'background.ipynb', got {notebook!r}")
     src = "data:image/svg+xml;base64," + base64.b64encode(_BADGE_SVG.encode()).decode()
     url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{notebook}"
     return f'<a href="{url}"><img src="{src}" alt="Open In Colab"/></a>'
@@ -63,8 +63,8 @@ def measurement(name: str) -> dict:
     """A measurement shipped with the package (``aigc_lib/measurements/NAME.json``).
 
     Some figures cannot be computed while the page builds: GPU runs (the book is built on a CPU,
-    ``tools/gpu_full_profile.py``) and runs too long for a chapter's time budget (chapter 7's
-    ablation, ``tools/gpt_ablation.py``). A tool measures them once and writes a record with its
+    ``tools/gpu_full_profile.py``) and runs too long for a chapter's time budget (the pretraining
+    chapter's ablation, ``tools/gpt_ablation.py``). A tool measures them once and writes a record with its
     conditions (hardware, versions, date, commit, recipe); the book quotes the record, never a
     number edited by hand.
     """

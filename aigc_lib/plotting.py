@@ -155,7 +155,7 @@ def attention_heatmaps(weights, tokens: Sequence[str] | None = None, *, titles: 
     return fig
 
 
-# ----------------------------------------------------------------------------- VAE helpers (chapter 3)
+# ----------------------------------------------------------------------------- VAE helpers (the VAE chapter)
 def reconstruction_grid(x, x_hat, *, title: str = "Test digits and their reconstructions"):
     """Two labelled rows: inputs ``x`` and reconstructions ``x_hat`` (each N x 1 x H x W)."""
     if len(x) != len(x_hat):
@@ -214,7 +214,7 @@ def interpolation_strips(strips: Sequence, *, row_labels: Sequence[str] | None =
                       row_labels=row_labels, title=title)
 
 
-# ----------------------------------------------------------------------------- music (chapter 10)
+# ----------------------------------------------------------------------------- music (the applications chapter)
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 

@@ -12,8 +12,9 @@ every standard rule from scratch, in the order Hugging Face ``generate`` applies
 
 then picks the next token greedily (argmax), by sampling from ``softmax``, or by beam search.
 :func:`generate` is one entry point for the book's :class:`~aigc_lib.models.gpt.GPT` (with its
-KV cache) and for any ``transformers`` causal LM (with ``past_key_values``); any other module whose
-``forward(idx)`` returns logits (or a tuple starting with them) also works, without a cache.
+KV cache) and for any ``transformers`` causal LM (with its ``cache``, ``past_key_values`` before
+5.x); any other module whose ``forward(idx)`` returns logits (or a tuple starting with them) also
+works, without a cache.
 """
 from __future__ import annotations
 
@@ -150,19 +151,24 @@ class _BookCache(_Stepper):
 
 
 class _HFCache(_Stepper):
-    """A ``transformers`` causal LM, its cache in ``past_key_values``."""
+    """A ``transformers`` causal LM and its cache: the argument and output ``cache`` from
+    transformers 5.2x (which deprecates ``past_key_values``, to be removed in 5.40), else
+    ``past_key_values`` (transformers 4.x, where ``cache`` does not exist)."""
 
     def __init__(self, model: nn.Module, context: int | None, use_cache: bool):
         super().__init__(model, context, use_cache)
-        self.keep_last = "logits_to_keep" in inspect.signature(model.forward).parameters
+        parameters = inspect.signature(model.forward).parameters
+        self.keep_last = "logits_to_keep" in parameters
+        self.cache_name = "cache" if "cache" in parameters else "past_key_values"
 
     def _full(self, ids):
         return self.model(input_ids=ids, use_cache=False).logits
 
     def _step(self, new):
         kwargs = dict(logits_to_keep=1) if self.keep_last else {}
-        result = self.model(input_ids=new, past_key_values=self.state, use_cache=True, **kwargs)
-        self.state = result.past_key_values
+        kwargs[self.cache_name] = self.state
+        result = self.model(input_ids=new, use_cache=True, **kwargs)
+        self.state = result[self.cache_name]
         return result.logits
 
     def reorder(self, index):

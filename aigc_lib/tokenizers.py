@@ -3,7 +3,7 @@
 Two tokenizers, both small enough to read in one sitting:
 
 * :class:`CharTokenizer`: one id per character of a fixed vocabulary (the Shakespeare GPT of
-  chapter 7 uses the corpus's 84 characters);
+  the pretraining chapter uses the corpus's 84 characters);
 * :class:`BPETokenizer`: GPT-2's byte-level byte-pair encoding (Sennrich et al. 2016; Radford et
   al. 2019). Text is split into "pre-tokens" by GPT-2's regular expression, each pre-token is
   turned into its UTF-8 bytes (ids 0-255), and learned merges fuse frequent adjacent pairs into new

@@ -95,7 +95,7 @@ def test_distillation_wrapper_trains_the_student_towards_the_teacher():
 
 def test_distilled_recipe_sets_the_student_and_keeps_the_teacher():
     recipe = zoo.DistilledGPT()
-    assert (recipe.model.n_layer, recipe.model.n_embd) == (3, 64)  # chapter 7's middle scaling model
+    assert (recipe.model.n_layer, recipe.model.n_embd) == (3, 64)  # the pretraining chapter's middle scaling model
     assert recipe.model.block_size == recipe.teacher_recipe.model.block_size
     assert recipe.teacher_recipe == zoo.ShakespeareGPT() and recipe.sample_steps == []
     assert recipe.distill_settings() == {"alpha": 0.5, "temperature": 2.0}

@@ -105,3 +105,65 @@ def test_mps_is_chosen_with_a_cpu_fallback(monkeypatch):
 
 def test_reachable_is_false_for_a_closed_port():
     assert config.reachable("127.0.0.1", 9, timeout=1.0) is False
+
+
+def fake_machine(monkeypatch, samples):
+    """Feed fit_threads a sequence of /proc readings (busy, total, own jiffies); return the state."""
+    readings = iter(samples)
+    monkeypatch.setattr(config, "_cpu_jiffies", lambda: next(readings))
+    monkeypatch.setattr(config.os, "cpu_count", lambda: 2)
+    for key in ("AIGC_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setitem(config._threads, "last", None)
+    monkeypatch.setitem(config._threads, "ours", None)
+    monkeypatch.setitem(config._threads, "most", 2)
+
+
+def test_fit_threads_sheds_a_thread_when_another_process_is_busy(monkeypatch):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        # 200 jiffies of 2 cores pass each time; others use 0 (idle), then 100 (one core), then 10
+        fake_machine(monkeypatch, [(0, 0, 0), (150, 200, 150), (350, 400, 250), (500, 600, 390)])
+        assert config.fit_threads(every=0) == 2  # first look: nothing to compare with yet
+        assert config.fit_threads(every=0) == 2  # idle: both cores are ours
+        assert config.fit_threads(every=0) == 1  # another process holds a core: one thread
+        assert config.fit_threads(every=0) == 2  # it stopped: the thread comes back
+        torch.set_num_threads(1)  # code that pins its own count (e.g. the ring GANs) is respected
+        fake_machine(monkeypatch, [(0, 0, 0), (200, 200, 200)])
+        monkeypatch.setitem(config._threads, "ours", 2)
+        assert config.fit_threads(every=0) == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_fit_threads_rate_limit_and_overrides(monkeypatch):
+    threads = torch.get_num_threads()
+    try:
+        fake_machine(monkeypatch, [])  # any look at /proc would raise StopIteration
+        monkeypatch.setitem(config._threads, "checked", config.time.monotonic())
+        assert config.fit_threads(every=60) == torch.get_num_threads()  # looked less than 60 s ago
+        monkeypatch.setenv("AIGC_THREADS", "1")
+        assert config.fit_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("AIGC_THREADS", "zero")
+        with pytest.raises(ValueError, match="AIGC_THREADS"):
+            config.fit_threads()
+        monkeypatch.delenv("AIGC_THREADS")
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        monkeypatch.setitem(config._threads, "checked", 0.0)
+        assert config.fit_threads(every=0) == 1  # the user's OMP_NUM_THREADS: left alone
+        assert set(config.thread_policy()) == {"threads", "ceiling", "cpus", "fixed_by"}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_pinned_threads_are_left_alone(monkeypatch):
+    threads = torch.get_num_threads()
+    fake_machine(monkeypatch, [(0, 0, 0), (0, 200, 0)])  # idle: fit_threads would take both cores
+    with config.pinned_threads(1):
+        assert config.fit_threads(every=0) == 1 and torch.get_num_threads() == 1
+        assert config.fit_threads(every=0) == 1
+    assert torch.get_num_threads() == threads
+    with pytest.raises(ValueError, match="positive number"):
+        with config.pinned_threads(-1):
+            pass

@@ -1,4 +1,4 @@
-"""Chapter 9's methods: LoRA against peft, DPO against trl, the response-masked SFT loss against a
+"""The fine-tuning chapter's methods: LoRA against peft, DPO against trl, the response-masked SFT loss against a
 hand computation, the rule-built data, and a tiny run of each method that lowers its loss."""
 import copy
 import types

@@ -2,6 +2,8 @@
 
 * ``models/`` holds networks only: it imports torch, sibling model files and ``aigc_lib.config``;
 * ``training/`` trains models; the recipes in ``zoo/`` use it, never the other way round;
+* ``metrics/`` take what they measure with (a classifier, a model) as an argument: no recipe, no
+  training loop, no cache;
 * no import cycles among the package's modules, at import time or counting imports inside functions.
 """
 import ast
@@ -97,6 +99,15 @@ def test_models_import_only_torch_sibling_models_and_config():
                 if not (target.startswith("aigc_lib.models.") or target in ("aigc_lib.models", "aigc_lib.config")):
                     bad.append(f"{FILES[name].relative_to(ROOT)}:{line} imports {target}")
     assert not bad, f"{MODELS_RULE}; but:\n" + "\n".join(bad)
+
+
+def test_metrics_take_what_they_measure_with():
+    bad = [f"{FILES[name].relative_to(ROOT)}:{line} imports {target}"
+           for name in FILES if name.startswith("aigc_lib.metrics.")
+           for line, target in imported_modules(name)
+           if any(target == f"aigc_lib.{layer}" or target.startswith(f"aigc_lib.{layer}.")
+                  for layer in ("zoo", "training", "cache"))]
+    assert not bad, "metrics/ must be given the model it measures with, not load a recipe:\n" + "\n".join(bad)
 
 
 def test_training_does_not_import_the_zoo():

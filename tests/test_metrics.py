@@ -6,6 +6,7 @@ import pytest
 import scipy.linalg
 import torch
 
+from aigc_lib import zoo
 from aigc_lib.data import load_mnist, ring, ring_modes
 from aigc_lib.metrics.image import (class_accuracy, class_diversity, fid_from_features, mnist_fid,
                                     sample_scores)
@@ -48,7 +49,9 @@ def test_fid_bad_input():
     with pytest.raises(ValueError, match="NaN"):
         fid_from_features(torch.full((5, 3), float("nan")), torch.randn(5, 3))
     with pytest.raises(ValueError, match="N x 1 x 28 x 28"):
-        mnist_fid(torch.rand(10, 28, 28), torch.rand(10, 1, 28, 28))
+        mnist_fid(torch.rand(10, 28, 28), torch.rand(10, 1, 28, 28), object())
+    with pytest.raises(TypeError, match="classifier to measure with"):
+        mnist_fid(torch.rand(10, 1, 28, 28), torch.rand(10, 1, 28, 28), object())
 
 
 def test_ring_metrics_on_real_samples():
@@ -77,29 +80,31 @@ def test_ring_metrics_bad_input():
 def test_mnist_fid_floor_is_small_and_noise_is_far():
     x_train, _ = load_mnist("train")
     x_test, _ = load_mnist("test")
-    assert mnist_fid(x_test, x_test) == pytest.approx(0.0, abs=1e-3)
+    judge = zoo.mnist_classifier(progress=False)[0]
+    assert mnist_fid(x_test, x_test, judge) == pytest.approx(0.0, abs=1e-3)
     subset = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(0))[:1000]
-    floor = mnist_fid(x_train[subset], x_test)  # a random subset: the split is sorted by class
-    noise = mnist_fid(torch.rand(1000, 1, 28, 28), x_test)
+    floor = mnist_fid(x_train[subset], x_test, judge)  # a random subset: the split is sorted by class
+    noise = mnist_fid(torch.rand(1000, 1, 28, 28), x_test, judge)
     assert floor < 0.05 * noise
 
 
 def test_class_accuracy_diversity_and_sample_scores():
     x_test, y_test = load_mnist("test")
-    assert class_accuracy(x_test, y_test) > 0.95             # the classifier reads real digits
-    assert class_accuracy(x_test, (y_test + 1) % 10) < 0.05   # ... and not as some other digit
+    judge = zoo.mnist_classifier(progress=False)[0]
+    assert class_accuracy(x_test, y_test, judge) > 0.95             # the classifier reads real digits
+    assert class_accuracy(x_test, (y_test + 1) % 10, judge) < 0.05   # ... and not as some other digit
     one_per_class = torch.stack([x_test[y_test == c][0] for c in range(10)])
     copies = one_per_class.repeat_interleave(20, 0)            # 20 identical images per class
     labels = torch.arange(10).repeat_interleave(20)
-    assert class_diversity(copies, labels) == pytest.approx(0.0, abs=1e-6)
-    assert class_diversity(x_test, y_test) > 1.0
-    out = sample_scores(lambda: x_test[:200], x_test, y_test[:200], keep=5)
+    assert class_diversity(copies, labels, judge) == pytest.approx(0.0, abs=1e-6)
+    assert class_diversity(x_test, y_test, judge) > 1.0
+    out = sample_scores(lambda: x_test[:200], x_test, judge, y_test[:200], keep=5)
     assert out["accuracy"] > 0.9 and out["fid"] > 0 and out["images"].shape == (5, 1, 28, 28)
     assert out["seconds_per_image"] >= 0 and set(out) == {"seconds_per_image", "fid", "images", "accuracy", "diversity"}
     with pytest.raises(ValueError, match="one label per image"):
-        class_accuracy(x_test[:5], y_test[:4])
+        class_accuracy(x_test[:5], y_test[:4], judge)
     with pytest.raises(ValueError, match="two images"):
-        class_diversity(x_test[:3], torch.tensor([0, 1, 2]))
+        class_diversity(x_test[:3], torch.tensor([0, 1, 2]), judge)
 
 
 class Answers(torch.nn.Module):

@@ -1,4 +1,4 @@
-"""Chapter 7's modern switches: rotary embeddings (vs transformers' LLaMA rotation), squared-ReLU and
+"""The pretraining chapter's modern switches: rotary embeddings (vs transformers' LLaMA rotation), squared-ReLU and
 SwiGLU MLPs, QK-norm, untied output layer; Muon (vs torch.optim.Muon); the WSD schedule."""
 import math
 
@@ -156,7 +156,7 @@ def test_the_ablation_rows_are_the_books_recipes():
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     recipes = [getattr(zoo, cls)().replace(sample_steps=[], **settings) for _, cls, settings, _ in tool.ROWS]
-    assert recipes[4] == zoo.ModernShakespeareGPT().replace(sample_steps=[])  # the recipe chapter 7 trains
+    assert recipes[4] == zoo.ModernShakespeareGPT().replace(sample_steps=[])  # the recipe the pretraining chapter trains
     assert [offset for *_, offset in tool.ROWS] == [0] * 7 + [1, 1, 2, 2]
     record = measurement("cpu_ablation")  # the shipped record was made by these rows, unchanged since
     assert [row["config"] for row in record["rows"]] == [r.to_dict() for r in recipes]

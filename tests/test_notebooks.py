@@ -67,6 +67,63 @@ def test_has_hidden_asserts(path):
         f"{path.name}: the numbers in the prose must be checked by asserts in remove-cell cells"
 
 
+def label(path):
+    """The label of a chapter: its file name with hyphens, e.g. ``ch-language-models``."""
+    return "ch-" + path.stem.replace("_", "-")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_has_a_label_and_no_typed_number(path):
+    """Chapter numbers come from the table of contents (``numbered: true``): the title carries a
+    label that cross-references use, and no heading types a number that a new chapter would
+    make wrong."""
+    cells = load(path)["cells"]
+    assert re.search(rf"^\({label(path)}\)=\n# \S", source(cells[0]), flags=re.M), \
+        f"{path.name}: put the label line ({label(path)})= right above the '# Title' line of cell 1"
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] == "markdown":
+            typed = re.findall(r"^#+ +\d[\d.]*\.? .*", source(cell), flags=re.M)
+            assert not typed, f"{path.name} cell {i}: a heading types its number: {typed[0]!r}"
+
+
+# "chapter 7", "Section 7.7", "ch. 4", "ch4": a number typed where a reference belongs.
+TYPED_NUMBER = re.compile(r"\b(?:chapters?|sections?|ch\.)\s*\d|\bch\d", flags=re.I)
+
+
+def prose_files():
+    """Every text a reader or maintainer reads chapter numbers in, as (name, text) pairs."""
+    for path in NOTEBOOKS:
+        for i, cell in enumerate(load(path)["cells"]):
+            yield f"{path.name} cell {i}", source(cell)
+    for path in [*sorted((ROOT / "book").glob("*.md")), ROOT / "README.md", ROOT / "CONTRIBUTING.md"]:
+        yield str(path.relative_to(ROOT)), path.read_text()
+    for path in sorted([*(ROOT / "aigc_lib").rglob("*.py"), *(ROOT / "tools").glob("*.py")]):
+        yield str(path.relative_to(ROOT)), path.read_text()
+
+
+def test_no_chapter_number_is_typed():
+    """A chapter is named through a reference that renumbers itself ({numref}`ch-gan` gives
+    "Chapter 2" today) or by its topic ("the GAN chapter"), never by a typed number: inserting a
+    chapter would make every such number wrong."""
+    found = [f"{where}: {m.group(0)!r}" for where, text in prose_files() for m in TYPED_NUMBER.finditer(text)]
+    assert not found, f"{len(found)} typed chapter or section numbers, e.g. {found[:10]}"
+
+
+PAGE_WIDTH = 80  # characters the code column shows at 1280 px (_static/code.css; tests/site checks it)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_visible_code_fits_the_page(path):
+    """A visible code line longer than the page's code column scrolls sideways on the website. The
+    Colab setup cell is exempt: CONTRIBUTING.md and `make colab` fix its exact text."""
+    for i, cell in enumerate(load(path)["cells"][2:], start=2):
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if cell["cell_type"] != "code" or tags & {"remove-cell", "remove-input"}:
+            continue
+        long = [line for line in source(cell).splitlines() if len(line) > PAGE_WIDTH]
+        assert not long, f"{path.name} cell {i}: {len(long)} lines over {PAGE_WIDTH} characters, e.g. {long[0]!r}"
+
+
 def test_table_of_contents_matches_notebooks():
     listed = {f for f in toc_files() if f.startswith("notebooks/")}
     present = {f"notebooks/{p.stem}" for p in NOTEBOOKS}
@@ -86,12 +143,14 @@ def test_repository_is_the_same_everywhere():
 
 
 def test_resources_list_every_trained_model():
-    """book/resources.md lists the zoo (what `python -m aigc_lib.zoo` prints), row for row."""
+    """book/resources.md lists the zoo (what `python -m aigc_lib.zoo` prints), row for row; the
+    chapter column is a reference to the chapter's label, so its number follows the table of contents."""
     from aigc_lib import zoo
 
     text = (ROOT / "book" / "resources.md").read_text()
     for row in zoo.catalog():
-        line = f"| {row['what'].rstrip('.')} | `{row['name']}` | {row['chapter']} | {row['cost']} |"
+        chapter = "{numref}`ch-" + row["chapter"].replace("_", "-") + "`"
+        line = f"| {row['what'].rstrip('.')} | `{row['name']}` | {chapter} | {row['cost']} |"
         assert line in text, f"book/resources.md is missing or has an old row for {row['name']}: {line}"
 
 

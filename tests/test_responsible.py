@@ -1,4 +1,4 @@
-"""Chapter 11's measurements: verbatim extraction, generated-image detection, memorization probes."""
+"""The responsible-AIGC chapter's measurements: verbatim extraction, generated-image detection, memorization probes."""
 import pytest
 import torch
 
@@ -83,8 +83,8 @@ def test_a_two_class_detector_learns_to_separate_real_from_fake():
 def test_memorization_and_detector_recipes():
     small = zoo.SmallTextGPT().replace(n_chars=2000, steps=100, n_layer=2)
     assert small.n_chars == 2000 and small.train.steps == 100 and small.model.n_layer == 2
-    assert small.train.block_size == small.model.block_size  # chapter 7's recipe
-    for size in zoo.MEMORIZATION_SIZES.values():  # chapter 11's two models are valid overrides
+    assert small.train.block_size == small.model.block_size  # the pretraining chapter's recipe
+    for size in zoo.MEMORIZATION_SIZES.values():  # the responsible-AIGC chapter's two models are valid overrides
         assert zoo.SmallTextGPT().replace(**size).model.n_embd == size["n_embd"]
     detector = zoo.FakeDetector(family="VAE")
     assert detector.build().out.out_features == 2

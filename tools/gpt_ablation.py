@@ -1,4 +1,4 @@
-"""Chapter 7's ablation: from nanoGPT's CPU recipe to the modern one, one change per row, at equal time.
+"""The pretraining chapter's ablation: from nanoGPT's CPU recipe to the modern one, one change per row, at equal time.
 
 Every row is a recipe of the book (``ShakespeareGPT`` or ``ModernShakespeareGPT`` with settings
 changed through ``replace``), trained through ``recipe.load()`` in a fresh cache folder, one after
@@ -34,7 +34,7 @@ from aigc_lib.zoo.text import MODERN_SWITCHES  # the cache folder is read when a
 # (label, recipe class name, settings for replace); steps sized for ~120 s of training on 2 cores
 ROWS = [
     ("nanoGPT's CPU recipe (AdamW, peak lr 1e-3)", "ShakespeareGPT", dict(lr=1e-3, steps=2600)),
-    ("+ peak lr 2e-3 (chapter 7's ShakespeareGPT)", "ShakespeareGPT", dict(steps=2600)),
+    ("+ peak lr 2e-3 (the book's ShakespeareGPT)", "ShakespeareGPT", dict(steps=2600)),
     ("+ RoPE, ReLU², QK-norm, no biases, untied output", "ShakespeareGPT",
      dict(**MODERN_SWITCHES, steps=2600)),
     ("+ Muon for the blocks' matrices", "ModernShakespeareGPT", dict(batch_size=12, steps=1700)),

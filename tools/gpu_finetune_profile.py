@@ -1,4 +1,4 @@
-"""Measure chapter 9's fine-tuning recipes in the ``full`` profile on a GPU.
+"""Measure the fine-tuning chapter's recipes in the ``full`` profile on a GPU.
 
 Trains, through ``recipe.load()`` in a fresh cache, the full-profile base GPT and every recipe the
 chapter loads (``PoemGPT`` by method and rank, ``InstructionGPT``, ``QuestionDPO`` at two betas),
@@ -55,7 +55,7 @@ def main() -> None:
                                 dict(steps=2) if k == "sft" else dict(steps=2, n_prompts=100)))
                 for k, r in runs.items()}
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    record = {"what": "chapter 9's recipes in the full profile", "profile": profile(), "date_utc":
+    record = {"what": "the fine-tuning chapter's recipes in the full profile", "profile": profile(), "date_utc":
               datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "git_commit": commit,
               "environment": {"torch": torch.__version__, "gpu": torch.cuda.get_device_name() if torch.cuda.is_available()
                               else None}, "smoke": args.smoke, "runs": {}}

@@ -1,4 +1,4 @@
-"""Measure chapter 7's character GPT (``ShakespeareGPT``) in the ``full`` profile on a GPU.
+"""Measure the pretraining chapter's character GPT (``ShakespeareGPT``) in the ``full`` profile on a GPU.
 
 Trains the recipe exactly as the book's full profile defines it, through ``recipe.load()``, in a
 fresh cache folder, then times ``generate`` with and without the KV cache and draws a sample.
@@ -33,7 +33,7 @@ import time
 import traceback
 from pathlib import Path
 
-# the full profile's shape, as chapter 7 (section 7.9) states it
+# the full profile's shape, as the pretraining chapter's section on scale states it
 BOOK_FULL = {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256, "dropout": 0.2,
              "batch_size": 64, "steps": 5000, "compile": True, "mixed_precision": True}
 SOURCES = ("aigc_lib/zoo/text.py", "aigc_lib/training/lm.py", "aigc_lib/models/gpt.py",
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     dev = device()
     cuda = dev.type == "cuda"
     result: dict = {
-        "what": "chapter 7's character-level GPT (aigc_lib.zoo.ShakespeareGPT) trained in the full profile",
+        "what": "the pretraining chapter's character-level GPT (aigc_lib.zoo.ShakespeareGPT) trained in the full profile",
         "status": "started",
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("AIGC_PROFILE", "AIGC_CACHE")
@@ -359,7 +359,7 @@ def main(argv=None) -> int:
     ids1 = generate(model, prompt1, n_chars, do_sample=True, sliding_window=True, generator=aigc_lib.generator(0))
     result["sample"] = {
         "how": (f"generate(model, tok.encode('HAMLET.\\n'), {n_chars}, do_sample=True, temperature=0.8, "
-                "sliding_window=True, generator=aigc_lib.generator(0)), as in chapter 7's cell 29"),
+                "sliding_window=True, generator=aigc_lib.generator(0)), as in the pretraining chapter's longer sample"),
         "text": tok.decode(ids[0].tolist()),
         "temperature_1_from_newline": tok.decode(ids1[0, 1:].tolist()),
     }

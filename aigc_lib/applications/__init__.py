@@ -1,4 +1,4 @@
-"""Small, runnable versions of the applications of generative models (chapter 10).
+"""Small, runnable versions of the applications of generative models (the applications chapter).
 
 * :mod:`~aigc_lib.applications.digits`: a typed number rendered as handwritten digits by the
   conditional GAN, and read back by the book's classifier (a miniature "text-to-image");

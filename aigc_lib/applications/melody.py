@@ -1,4 +1,4 @@
-"""Symbolic music in miniature: rule-based melodies and note tokens (chapter 10).
+"""Symbolic music in miniature: rule-based melodies and note tokens (the applications chapter).
 
 The pipeline mirrors how symbolic music models work (e.g. Music Transformer, Huang et al., 2019):
 music becomes a sequence of note tokens, an autoregressive model learns p(note_t | notes_<t), and a

@@ -10,12 +10,18 @@ Three ways to find ``x_model``:
 
 * :func:`inpaint_iterative`: start with the hole blank and repeat "encode, decode, paste the
   visible pixels back": each round projects the image closer to what the VAE can reconstruct;
-* :func:`inpaint_latent`: maximum a posteriori latent code (Yeh et al., 2017)
+* :func:`inpaint_latent`: a latent code fitted to the visible pixels,
 
       z* = argmin_z  -log p(x_visible | z) + w * ||z||^2 / 2,    x_model = decode(z*),
 
-  whose first term only looks at visible pixels and whose second is the N(0, I) prior;
-  :func:`inpaint_vae` starts it from the VAE's encoder, :func:`inpaint_gan` from several random z;
+  whose first term only looks at visible pixels and whose second is the N(0, I) prior. Where the
+  decoder defines the likelihood (the VAE's Bernoulli decoder, with w = 1), z* is the maximum a
+  posteriori code; on grey-level pixels the Bernoulli term is the expected negative
+  log-likelihood of the image binarized with probabilities x, as the VAE was trained. Searching a
+  generator's latent space for the code that explains the visible pixels is the idea of Yeh et
+  al. (2017), who used a GAN with a prior loss from its discriminator and blending;
+  :func:`inpaint_vae` starts the search from the VAE's encoder, :func:`inpaint_gan` from several
+  random z (see there for what that search is and is not);
 * :func:`denoise_vae`: the same with every pixel visible and a Gaussian noise model.
 
 :func:`masked_mse` scores a repair on the missing pixels only (the visible ones are copied).
@@ -209,11 +215,16 @@ def inpaint_vae(vae: nn.Module, x: torch.Tensor, mask: torch.Tensor, *, steps: i
 def inpaint_gan(G: nn.Module, x: torch.Tensor, mask: torch.Tensor, *, labels: torch.Tensor | None = None,
                 restarts: int = 4, steps: int = 200, lr: float = 0.05, sigma: float = 0.1,
                 generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
-    """GAN inpainting (Yeh et al., 2017): MAP z for G's images against the visible pixels.
+    """GAN inpainting by latent search: z fitted so that G(z) matches the visible pixels.
 
     A GAN has no encoder, so z starts at ``restarts`` random draws per image (and, for a conditional
     G without ``labels``, once for every class); the candidate that fits the visible pixels best wins.
-    The pixel model is Gaussian with std ``sigma``.
+    The fit minimises ``sum(m * (G(z) - x)^2) / (2 sigma^2) + ||z||^2 / 2``, a squared error on the
+    visible pixels plus the N(0, I) prior of z. A GAN defines no likelihood, so this is a MAP code
+    only under the Gaussian pixel model (std ``sigma``) assumed here, and Adam from a few starts
+    finds a local minimum, not the global one. Nor is it Yeh et al.'s (2017) method, which fits a
+    weighted L1 context loss plus a prior loss from the discriminator and then blends the result
+    into the image; this is the simpler search that shares its idea.
     """
     if not isinstance(restarts, int) or restarts < 1:
         raise ValueError(f"restarts must be a positive int, got {restarts!r}")

@@ -1,4 +1,4 @@
-"""Sound: notes rendered as a waveform, and WAV files (chapter 10).
+"""Sound: notes rendered as a waveform, and WAV files (the applications chapter).
 
 :func:`synthesize` renders notes as sine waves with a few harmonics, each shaped by an ADSR
 envelope (attack, decay, sustain, release); :func:`wav_bytes` and :func:`write_wav` encode 16-bit

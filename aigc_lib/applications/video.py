@@ -5,10 +5,16 @@ in ``z`` gives that for free: walk ``z`` along a smooth path through a few key c
 every point. Between two keys the path is a spherical interpolation (slerp, White 2016)
 
     slerp(z0, z1; t) = sin((1 - t) omega) / sin(omega) z0 + sin(t omega) / sin(omega) z1,
-    cos(omega) = <z0, z1> / (|z0| |z1|),
+    cos(omega) = <z0, z1> / (|z0| |z1|).
 
-which keeps the norm of a high-dimensional Gaussian code typical, unlike the straight line, whose
-midpoint is shorter than either end; :func:`interpolate` does both.
+The motivation is a length argument. A draw from N(0, I) in d dimensions has length close to
+sqrt(d), and two independent draws are nearly orthogonal, so the midpoint of the straight line
+between them is only about 1/sqrt(2) as long: a length the prior rarely draws. When the two ends
+have the same length, slerp keeps that length all along the path, while the straight line's
+midpoint is shorter by the factor cos(omega / 2). Ends of different lengths get no such guarantee:
+along slerp the length can even leave the range between the two. Encoded codes are not prior
+draws and differ in length, so slerp is a heuristic here, and what matters is what the decoder
+does along the path. :func:`interpolate` does both.
 
 :func:`write_gif` stores frames as an animated GIF with Pillow, and :func:`gif_html` embeds one in
 a page as a data URI (no file or server needed to watch it).

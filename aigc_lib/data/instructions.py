@@ -1,6 +1,6 @@
 """Instructions and preferences built by rule from Shakespeare's plays, so every answer is checkable.
 
-Chapter 9 needs data whose right answers a program can check, so that "did fine-tuning help?" is a
+The fine-tuning chapter needs data whose right answers a program can check, so that "did fine-tuning help?" is a
 measured number, not an impression. Two kinds:
 
 * **instructions** (:func:`instruction_examples`): a task name, one line of verse, and the answer,
@@ -8,8 +8,8 @@ measured number, not an impression. Two kinds:
   ``last word`` (the rhyme word) and ``count words``; words are the line's blank-separated pieces
   with punctuation stripped from their ends. Each example fits the book's 64-character context.
 * **speech openings** (:func:`speech_prompts`): a speaker heading as the plays write it,
-  ``"\\nHAMLET.\\n"``, after which a model writes the speech's first line. Chapter 9 prefers lines
-  that ask a question (:func:`is_question`), a rule a program can check on any output.
+  ``"\\nHAMLET.\\n"``, after which a model writes the speech's first line. The fine-tuning
+  chapter prefers lines that ask a question (:func:`is_question`), a rule a program can check on any output.
 
 Held-out examples come from the validation plays (:func:`~aigc_lib.data.load_shakespeare` splits
 by whole plays), so no line, and no speaker, is in both.
@@ -97,5 +97,5 @@ def first_line(response: str) -> str:
 
 
 def is_question(response: str) -> bool:
-    """The preference rule of chapter 9: the first line of the response ends with a question mark."""
+    """The fine-tuning chapter's preference rule: the first line of the response ends with a question mark."""
     return first_line(response).rstrip().endswith("?")

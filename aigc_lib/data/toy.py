@@ -1,5 +1,5 @@
-"""Toy data: 2-D distributions (the test beds of the GAN, VAE and diffusion chapters) and chapter 5's
-sequence-reversal task."""
+"""Toy data: 2-D distributions (the test beds of the GAN, VAE and diffusion chapters) and the
+attention chapter's sequence-reversal task."""
 from __future__ import annotations
 
 import math

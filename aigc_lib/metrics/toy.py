@@ -1,5 +1,5 @@
 """Metrics for toy data: how many modes of the Gaussian ring a generator covers, and how well; and
-how much of chapter 5's reversal task a sequence model gets right."""
+how much of the attention chapter's reversal task a sequence model gets right."""
 from __future__ import annotations
 
 import torch

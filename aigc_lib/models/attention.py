@@ -8,7 +8,7 @@
   ``head_i = Attention(X W_Q^i, X W_K^i, X W_V^i)``;
 * :func:`sinusoidal_positions` and :class:`LearnedPositions`: how a Transformer knows word order.
 
-Chapter 5's toy task, which cannot be solved without attending to the right position, is
+The attention chapter's toy task, which cannot be solved without attending to the right position, is
 :func:`aigc_lib.data.toy.reversal_task` (trained by
 :func:`aigc_lib.training.supervised.train_sequence_task`, scored by
 :func:`aigc_lib.metrics.toy.sequence_accuracy`).

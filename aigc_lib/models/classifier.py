@@ -31,7 +31,8 @@ class MNISTClassifier(nn.Module):
     """conv(32) -> pool -> conv(64) -> pool -> 128 features -> 10 logits.
 
     ``features(x)`` returns the 128-d penultimate activations (after ReLU), used by MNIST-FID.
-    ``n_classes`` changes the task: chapter 11's detector of generated digits has 2 (real, generated).
+    ``n_classes`` changes the task: the responsible-AIGC chapter's detector of generated digits has 2
+    (real, generated).
     """
 
     def __init__(self, n_features: int = 128, dropout: float = 0.3, n_classes: int = 10):

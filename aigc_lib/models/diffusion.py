@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from aigc_lib.config import model_device
+from aigc_lib.config import fit_threads, model_device
 
 SCHEDULES = ("linear", "squaredcos_cap_v2")
 
@@ -37,10 +37,11 @@ def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> to
 
 
 def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
-    """Betas of the cosine schedule (Nichol & Dhariwal, 2021): alpha_bar(u) = cos^2((u + s)/(1 + s) * pi/2).
+    """Betas of the cosine schedule (Nichol & Dhariwal, 2021): alpha_bar(u) = f(u) / f(0) with
+    f(u) = cos^2((u + s)/(1 + s) * pi/2), so that alpha_bar(0) = 1 (f(0) is just below 1).
 
-    beta_t = min(1 - alpha_bar((t+1)/T) / alpha_bar(t/T), max_beta); the cap stops the last betas
-    reaching 1 (diffusers calls this schedule ``"squaredcos_cap_v2"``).
+    beta_t = min(1 - f((t+1)/T) / f(t/T), max_beta), the same ratio of alpha_bars (f(0) cancels); the
+    cap stops the last betas reaching 1 (diffusers calls this schedule ``"squaredcos_cap_v2"``).
     """
     def f(u: float) -> float:
         return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
@@ -331,6 +332,7 @@ class Diffusion(nn.Module):
             if trajectory and start == 0:
                 traj.append(x.cpu())
             for i, t in enumerate(ts):
+                fit_threads()
                 prev_t = ts[i + 1] if i + 1 < len(ts) else -1
                 eps_hat = self.eps(x, t, yb, guidance)
                 if sampler == "ddpm":

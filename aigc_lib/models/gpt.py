@@ -53,7 +53,7 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
-    # Modern switches (chapter 7's recipe); the defaults are GPT-2's.
+    # Modern switches (the pretraining chapter's modern recipe); the defaults are GPT-2's.
     rope: bool = False  # rotary position embeddings (Su et al. 2021) instead of learned ones
     mlp: str = "gelu"  # "gelu" (GPT-2), "relu2" (squared ReLU) or "swiglu" (Shazeer 2020)
     qk_norm: bool = False  # RMS-normalise each head's queries and keys before the dot product

@@ -13,7 +13,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from aigc_lib.config import model_device, seed_everything
+from aigc_lib.config import fit_threads, model_device, seed_everything
 from aigc_lib.models.diffusion import Diffusion
 from aigc_lib.training.loop import check_finite
 
@@ -53,6 +53,7 @@ def train_diffusion(model: Diffusion, x: torch.Tensor, y: torch.Tensor | None = 
     model.train()
     bar = tqdm(range(steps), desc=desc, disable=not progress)
     for k in bar:
+        fit_threads()
         idx = torch.randint(len(x), (batch_size,), generator=g)
         loss = model.loss(x[idx].to(device), None if y is None else y[idx].to(device), p_uncond, generator=g)
         history["loss"].append(check_finite(loss.item(), "the diffusion loss", k))

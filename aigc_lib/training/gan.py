@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from aigc_lib.config import model_device, seed_everything
+from aigc_lib.config import fit_threads, model_device, seed_everything
 from aigc_lib.models.gan import (DCGANDiscriminator, DCGANGenerator, Discriminator, Generator,
                                  MLPDiscriminator, MLPGenerator, critic_loss, discriminator_loss,
                                  generator_loss_nonsaturating, generator_loss_saturating,
@@ -114,6 +114,7 @@ def train_gan(G: Generator, D: Discriminator, x_data: torch.Tensor, y_data: torc
     G.train(), D.train()
     bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress)
     for step in bar:
+        fit_threads()
         if snapshot_every and (step - 1) % snapshot_every == 0:
             snapshot(step - 1)
         for _ in range(n_critic):  # --- discriminator / critic: n_critic steps on fresh batches

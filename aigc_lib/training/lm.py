@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from aigc_lib.config import model_device, run_seed, smoke
+from aigc_lib.config import fit_threads, model_device, run_seed, smoke
 from aigc_lib.training.loop import check_finite
 from aigc_lib.training.muon import Muon
 
@@ -361,6 +361,7 @@ def train_lm(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
         validate()
     local = config.batch_size // world
     while step < last:
+        fit_threads()  # outside the step's timer: the cores other processes leave free
         step_start = time.perf_counter()
         lr = lr_at(step, config)
         for group in optimizer.param_groups:

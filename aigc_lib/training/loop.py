@@ -2,7 +2,7 @@
 
 :func:`train_steps` is AdamW (or any optimizer) on ``loss_fn(model, batch)`` for a fixed number of
 steps, with an optional learning-rate schedule and gradient clipping. The MNIST classifier,
-chapter 5's toy sequence model and chapter 10's melody GPT train with it; the GAN, VAE and
+the attention chapter's toy sequence model and the applications chapter's melody GPT train with it; the GAN, VAE and
 language-model loops (:mod:`~aigc_lib.training.gan`, :mod:`~aigc_lib.training.vae`,
 :mod:`~aigc_lib.training.lm`) have their own, because their steps are not one loss and one
 optimizer.
@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from aigc_lib.config import fit_threads
 
 
 ADVICE = "Lower the learning rate, check the data for NaN or infinite values, or clip the gradients."
@@ -48,6 +50,7 @@ def train_steps(model: nn.Module, batches: Iterable[Any], loss_fn: Callable[[nn.
     losses: list[float] = []
     bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
     for step, batch in zip(range(steps), batches):
+        fit_threads()  # the cores other processes leave free (config.py)
         loss = loss_fn(model, batch)
         losses.append(check_finite(loss.item(), step=step))  # before the step: no NaN reaches the weights
         optimizer.zero_grad(set_to_none=True)

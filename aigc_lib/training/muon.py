@@ -3,10 +3,10 @@
 For a matrix ``W`` with gradient ``G`` the step is
 
     M <- mu M + (1 - mu) G                      momentum (an exponential average)
-    U  = (1 - mu) G + mu M                      Nesterov: look one step ahead
-    W <- W - lr * sqrt(max(1, rows/cols)) * orth(U)
+    N  = (1 - mu) G + mu M                      Nesterov: look one step ahead
+    W <- W - lr * sqrt(max(1, rows/cols)) * orth(N)
 
-where ``orth(U) ~ U V^T`` for the SVD ``U = U S V^T``: every singular value of the update set to
+where ``orth(N) ~ P Q^T`` for the SVD ``N = P S Q^T``: every singular value of the update set to
 about 1 (all but tiny ones). A gradient of a weight matrix is typically dominated by a few directions; AdamW's update
 inherits that, so the rare directions barely move. ``orth`` moves all of them at the same rate.
 
@@ -74,9 +74,9 @@ class Muon(torch.optim.Optimizer):
                 G = W.grad
                 M = self.state[W].setdefault("momentum_buffer", torch.zeros_like(W))
                 M.lerp_(G, 1 - mu)
-                U = G.lerp(M, mu) if group["nesterov"] else M
+                N = G.lerp(M, mu) if group["nesterov"] else M  # the look-ahead
                 dtype = group["dtype"] or (torch.bfloat16 if W.is_cuda else torch.float32)
-                O = orthogonalize(U, group["ns_steps"], dtype)
+                O = orthogonalize(N, group["ns_steps"], dtype)
                 W.mul_(1 - group["lr"] * group["weight_decay"])
                 W.add_(O, alpha=-group["lr"] * math.sqrt(max(1.0, W.size(0) / W.size(1))))
         return loss

@@ -1,10 +1,10 @@
 """Three small supervised trainings on :func:`~aigc_lib.training.loop.train_steps`.
 
-* :func:`train_classifier`: cross-entropy on labelled images (the MNIST classifier, chapter 11's
+* :func:`train_classifier`: cross-entropy on labelled images (the MNIST classifier, the responsible-AIGC chapter's
   detectors of generated digits), with random shifts and rotations as augmentation;
 * :func:`train_sequence_task`: a decoder-only model on a toy task drawn fresh at every step
-  (chapter 5's reversal task);
-* :func:`train_next_token`: next-token cross-entropy on whole sequences (chapter 10's melodies).
+  (the attention chapter's reversal task);
+* :func:`train_next_token`: next-token cross-entropy on whole sequences (the applications chapter's melodies).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aigc_lib.config import generator as seeded_generator
-from aigc_lib.config import model_device, seed_everything
+from aigc_lib.config import model_device, pinned_threads, seed_everything
 from aigc_lib.models.classifier import check_images
 from aigc_lib.training.loop import train_steps
 
@@ -70,15 +70,11 @@ def train_sequence_task(model: nn.Module, data: Callable, *, steps: int, batch_s
             yield data(batch_size, generator)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    threads = torch.get_num_threads()
-    if not torch.cuda.is_available():
-        torch.set_num_threads(1)  # toy-sized ops: syncing CPU threads costs more than it saves
-    try:
+    # toy-sized ops: syncing CPU threads costs more than it saves
+    with pinned_threads(0 if torch.cuda.is_available() else 1):
         return train_steps(model, batches(), lambda m, b: m(*b)[1], steps=steps, optimizer=optimizer,
                            scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps),
                            grad_clip=1.0, progress=progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def train_next_token(model: nn.Module, tokens: torch.Tensor, *, steps: int, batch_size: int = 64,

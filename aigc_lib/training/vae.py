@@ -1,4 +1,4 @@
-"""Training and evaluating the VAEs of chapter 3.
+"""Training and evaluating the VAEs of the VAE chapter.
 
 Data convention: MNIST pixels are *binarized*: every time a training digit is used, each pixel
 is drawn as x_i ~ Bernoulli(grey level_i) ("dynamic binarization"), and the test digits are
@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from aigc_lib.config import device as best_device
-from aigc_lib.config import generator, model_device, seed_everything
+from aigc_lib.config import fit_threads, generator, model_device, seed_everything
 from aigc_lib.data import load_mnist
 from aigc_lib.models.vae import VAE, iwae_bound, negative_elbo
 from aigc_lib.training.loop import check_finite
@@ -82,6 +82,7 @@ def train_vae(model: VAE, x_train: torch.Tensor, *, epochs: int, batch_size: int
                disable=not progress, leave=False)
     for _ in range(epochs):
         for idx in torch.randperm(len(x_train), generator=g).split(batch_size):
+            fit_threads()
             x = x_train[idx]
             x = (binarize(x, g) if dynamic_binarization else x).to(device)
             terms = negative_elbo(model, x, beta=beta, generator=g)

@@ -4,7 +4,7 @@ Each function below builds its recipe (:mod:`aigc_lib.zoo.recipe`), applies the 
 overrides by the one rule of :meth:`~aigc_lib.zoo.recipe.Recipe.replace` (``seed=`` among them),
 and returns the cached model or trains it::
 
-    model, tokenizer, history = zoo.shakespeare_gpt()           # chapter 7's GPT
+    model, tokenizer, history = zoo.shakespeare_gpt()           # the pretraining chapter's GPT
     gan, history = zoo.mnist_gan("dcgan", seed=1)               # the same recipe, another seed
     zoo.ShakespeareGPT().replace(n_layer=2).train.steps         # a recipe's settings, untrained
 
@@ -37,93 +37,94 @@ def mnist_classifier(progress: bool = True, **overrides):
 
 
 def mnist_gan(kind: str = "dcgan", progress: bool = True, **overrides):
-    """``(gan, history)`` of chapter 2's MNIST GAN ``kind`` ("mlp", "dcgan", "cdcgan"); ``gan.G`` samples."""
+    """``(gan, history)`` of the GAN chapter's MNIST GAN ``kind`` ("mlp", "dcgan", "cdcgan"); ``gan.G`` samples."""
     return MNISTGAN(kind=kind).replace(**overrides).load(progress)
 
 
 def mnist_vae(arch: str = "mlp", progress: bool = True, **overrides):
-    """``(vae, history)`` of chapter 3's MNIST VAE (``arch`` "mlp" or "conv"; e.g. ``z_dim=2``, ``beta=4``)."""
+    """``(vae, history)`` of the VAE chapter's MNIST VAE (``arch`` "mlp" or "conv"; e.g. ``z_dim=2``, ``beta=4``)."""
     return MNISTVAE(arch=arch).replace(**overrides).load(progress)
 
 
 def fake_detector(family: str, progress: bool = True, **overrides):
-    """``(detector, history)``: chapter 11's real-vs-generated classifier for one of ``FAMILIES``."""
+    """``(detector, history)``: the responsible-AIGC chapter's real-vs-generated classifier for one of ``FAMILIES``."""
     return FakeDetector(family=family).replace(**overrides).load(progress)
 
 
 def ring_gan(kind: str = "vanilla", progress: bool = True, **overrides):
-    """``(gan, history)`` of chapter 2's ring GAN ``kind`` (one of ``RING_KINDS``), with snapshots."""
+    """``(gan, history)`` of the GAN chapter's ring GAN ``kind`` (one of ``RING_KINDS``), with snapshots."""
     return RingGAN(kind=kind).replace(**overrides).load(progress)
 
 
 def ring_vae(progress: bool = True, **overrides):
-    """``(vae, history)`` of chapter 3's ring VAE (``sigma_x=None`` learns the decoder's noise)."""
+    """``(vae, history)`` of the VAE chapter's ring VAE (``sigma_x=None`` learns the decoder's noise)."""
     return RingVAE().replace(**overrides).load(progress)
 
 
 def ring_diffusion(progress: bool = True, **overrides):
-    """``(diffusion, history)`` of chapter 4's MLP diffusion model of the ring (samples / ``RING_SCALE``)."""
+    """``(diffusion, history)`` of the diffusion chapter's MLP diffusion model of the ring (samples / ``RING_SCALE``)."""
     return RingDiffusion().replace(**overrides).load(progress)
 
 
 def mnist_diffusion(progress: bool = True, **overrides):
-    """``(diffusion, history)`` of chapter 4's class-conditional U-Net diffusion model of MNIST pixels."""
+    """``(diffusion, history)`` of the diffusion chapter's class-conditional U-Net diffusion model of MNIST pixels."""
     return MNISTDiffusion().replace(**overrides).load(progress)
 
 
 def latent_diffusion(progress: bool = True, **overrides):
-    """``(latent_diffusion, history)`` of chapter 4's diffusion model on the latents of :func:`mnist_vae`."""
+    """``(latent_diffusion, history)`` of the diffusion chapter's model on the latents of :func:`mnist_vae`."""
     return MNISTLatentDiffusion().replace(**overrides).load(progress)
 
 
 def reversal_gpt(progress: bool = True, **overrides):
-    """``(model, history)`` of chapter 5's toy GPT that writes a sequence backwards."""
+    """``(model, history)`` of the attention chapter's toy GPT that writes a sequence backwards."""
     return ReversalGPT().replace(**overrides).load(progress)
 
 
 def shakespeare_gpt(progress: bool = True, **overrides):
-    """``(model, tokenizer, history)`` of chapter 7's character GPT (e.g. ``n_layer=2``, ``steps=500``)."""
+    """``(model, tokenizer, history)`` of the pretraining chapter's character GPT (e.g. ``n_layer=2``, ``steps=500``)."""
     return ShakespeareGPT().replace(**overrides).load(progress)
 
 
 def modern_shakespeare_gpt(progress: bool = True, **overrides):
-    """``(model, tokenizer, history)`` of chapter 7's GPT trained with the modern recipe (Muon, RoPE, ...)."""
+    """``(model, tokenizer, history)`` of the pretraining chapter's GPT trained with the modern recipe (Muon, RoPE, ...)."""
     return ModernShakespeareGPT().replace(**overrides).load(progress)
 
 
 def distilled_gpt(progress: bool = True, **overrides):
-    """``(student, tokenizer, history)``: chapter 11's student distilled from :func:`shakespeare_gpt`."""
+    """``(student, tokenizer, history)``: the responsible-AIGC chapter's student distilled from :func:`shakespeare_gpt`."""
     return DistilledGPT().replace(**overrides).load(progress)
 
 
 def small_text_gpt(progress: bool = True, **overrides):
-    """``(model, tokenizer, history)``: chapter 11's GPT trained for many epochs on a short text."""
+    """``(model, tokenizer, history)``: the responsible-AIGC chapter's GPT trained for many epochs on a short text."""
     return SmallTextGPT().replace(**overrides).load(progress)
 
 
 def melody_gpt(progress: bool = True, **overrides):
-    """``(model, tokenizer, history)``: chapter 10's melody GPT."""
+    """``(model, tokenizer, history)``: the applications chapter's melody GPT."""
     return MelodyGPT().replace(**overrides).load(progress)
 
 
 def catalog() -> list[dict]:
-    """One row per trained model of the book: its cache name, chapter, quick-profile cost and summary."""
+    """One row per trained model of the book: its cache name, chapter (the stem of the notebook that
+    trains it, e.g. ``"gan"``: numbers come from the table of contents), quick-profile cost and summary."""
     return [{"recipe": r.__name__, "name": r.name, "chapter": r.chapter, "cost": r.cost,
              "what": (r.__doc__ or "").strip().splitlines()[0]} for r in RECIPES]
 
 
 def poem_gpt(method: str = "full", progress: bool = True, **overrides):
-    """``(model, history)``: chapter 9's GPT adapted to the poems by ``method`` (one of ``FINETUNE_METHODS``)."""
+    """``(model, history)``: the fine-tuning chapter's GPT adapted to the poems by ``method`` (one of ``FINETUNE_METHODS``)."""
     return PoemGPT(method=method).replace(**overrides).load(progress)
 
 
 def instruction_gpt(progress: bool = True, **overrides):
-    """``(model, history)``: chapter 9's GPT after supervised fine-tuning on rule-built instructions."""
+    """``(model, history)``: the fine-tuning chapter's GPT after supervised fine-tuning on rule-built instructions."""
     return InstructionGPT().replace(**overrides).load(progress)
 
 
 def question_dpo(progress: bool = True, **overrides):
-    """``(model, history)``: chapter 9's GPT after DPO towards speeches that open with a question."""
+    """``(model, history)``: the fine-tuning chapter's GPT after DPO towards speeches that open with a question."""
     return QuestionDPO().replace(**overrides).load(progress)
 
 

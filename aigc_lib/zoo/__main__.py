@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.name is None:
         for row in catalog():
-            print(f"{row['name']:32s} ch. {row['chapter']:<3d} {row['cost']:34s} {row['what']}")
+            print(f"{row['name']:32s} {row['chapter']:18s} {row['cost']:34s} {row['what']}")
         return
     recipes = {r.name: r for r in RECIPES}
     if args.name not in recipes:

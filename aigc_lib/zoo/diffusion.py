@@ -1,17 +1,16 @@
-"""Chapter 4's diffusion models: a class-conditional U-Net on MNIST pixels, an MLP denoiser on the
-8-Gaussian ring, and an MLP denoiser on the latents of chapter 3's VAE.
+"""The diffusion chapter's models: a class-conditional U-Net on MNIST pixels, an MLP denoiser on the
+8-Gaussian ring, and an MLP denoiser on the latents of the VAE chapter's VAE.
 
 Images come out of the pixel model in [-1, 1]; :func:`to_unit` maps them to [0, 1] for the
 classifier and MNIST-FID, and :func:`digit_samples` does it for pixel and latent models alike.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 
-from aigc_lib.config import by_profile, device, generator, model_device, seed_everything
+from aigc_lib.config import by_profile, device, generator, model_device, pinned_threads, seed_everything
 from aigc_lib.data import load_mnist, ring
 from aigc_lib.models.diffusion import Diffusion, LatentDiffusion, MLPDenoiser, MLPDenoiserConfig
 from aigc_lib.models.unet import UNet, UNetConfig
@@ -20,22 +19,6 @@ from aigc_lib.zoo.images import MNISTVAE
 from aigc_lib.zoo.recipe import Recipe
 
 RING_SCALE = 0.5  # the ring has radius 2; the model sees it scaled to radius 1, like data in [-1, 1]
-
-
-@contextmanager
-def threads(n: int):
-    """Run a block with ``n`` PyTorch threads (0: leave the setting alone).
-
-    Small models on a CPU train as fast on one thread, repeat bit for bit whatever the machine's
-    thread count, and do not slow to a crawl when other jobs share the cores.
-    """
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +67,7 @@ class MNISTDiffusion(Recipe):
     """A class-conditional U-Net diffusion model of MNIST pixels, labels dropped 10% of the time."""
 
     name = "mnist-diffusion"
-    chapter, cost = 4, "170 s"
+    chapter, cost = "diffusion", "170 s"
     smoke_settings = dict(steps=3, batch_size=16)
     unet: UNetConfig = field(default_factory=lambda: by_profile(
         quick=UNetConfig(channels=32, patch=2, mult=(1, 2), blocks=1, attn_levels=(1,), n_classes=10),
@@ -102,7 +85,7 @@ class MNISTDiffusion(Recipe):
 
     def fit(self, model: Diffusion, progress: bool) -> dict:
         x, y = load_mnist("train")
-        with threads(self.threads):
+        with pinned_threads(self.threads):
             return train_diffusion(model, 2 * x - 1, y, **vars(self.train), progress=progress,
                                    desc="MNIST U-Net diffusion")
 
@@ -115,7 +98,7 @@ class RingDiffusion(Recipe):
     """
 
     name = "ring-diffusion"
-    chapter, cost = 4, "18 s, on one core"
+    chapter, cost = "diffusion", "18 s, on one core"
     smoke_settings = dict(steps=10, n=2000)
     net: MLPDenoiserConfig = field(default_factory=lambda: MLPDenoiserConfig(dim=2, hidden=128, n_layers=3))
     T: int = 1000
@@ -130,19 +113,19 @@ class RingDiffusion(Recipe):
 
     def fit(self, model: Diffusion, progress: bool) -> dict:
         x = RING_SCALE * ring(self.n, generator=generator(self.train.seed))
-        with threads(1):  # a tiny MLP: one thread is as fast, and the run is the same on any CPU
+        with pinned_threads(1):  # a tiny MLP: one thread is as fast, and the run is the same on any CPU
             return train_diffusion(model, x, **vars(self.train), progress=progress, desc="ring diffusion")
 
 
 @dataclass
 class MNISTLatentDiffusion(Recipe):
-    """A class-conditional diffusion model of the 20-d latents of chapter 3's MLP VAE.
+    """A class-conditional diffusion model of the 20-d latents of the VAE chapter's MLP VAE.
 
     ``model.sample(vae, n, steps=..., y=..., guidance=...)`` gives images in [0, 1].
     """
 
     name = "mnist-latent-diffusion"
-    chapter, cost = 4, "30 s on one core, after the VAE"
+    chapter, cost = "diffusion", "30 s on one core, after the VAE"
     smoke_settings = dict(steps=10)
     net: MLPDenoiserConfig = field(default_factory=lambda: MLPDenoiserConfig(
         dim=20, hidden=by_profile(quick=256, full=512), n_layers=3, n_classes=10))
@@ -169,6 +152,6 @@ class MNISTLatentDiffusion(Recipe):
             z = vae.encode(x.to(model_device(vae)))[0].cpu()
         model.z_mean.copy_(z.mean(0)), model.z_std.copy_(z.std(0))
         z = (z - model.z_mean.cpu()) / model.z_std.cpu()
-        with threads(1):
+        with pinned_threads(1):
             return train_diffusion(model.diffusion, z, y, **vars(self.train), progress=progress,
                                    desc="latent diffusion")

@@ -1,13 +1,13 @@
-"""Chapter 9's models: chapter 7's GPT adapted to the poems, taught to follow instructions, and
-taught a preference.
+"""The fine-tuning chapter's models: the pretraining chapter's GPT adapted to the poems, taught to
+follow instructions, and taught a preference.
 
 * :class:`PoemGPT`: continued pretraining on the poems with ``method`` "full" (every parameter),
   "last_block", "lora" (a rank-``r`` adapter on every linear layer of the blocks) or "scratch"
   (a new model, the same steps);
 * :class:`InstructionGPT`: supervised fine-tuning on rule-built instructions
   (:mod:`aigc_lib.data.instructions`), the loss on the answers only;
-* :class:`QuestionDPO`: DPO on pairs of the pretrained model's own speeches, preferring those whose
-  first line asks a question; the pretrained model is the frozen reference.
+* :class:`QuestionDPO`: DPO on pairs of the first lines of speeches the pretrained model writes
+  (a line, not a whole speech), preferring questions; the pretrained model is the frozen reference.
 
 Each recipe starts from its ``base``, :class:`~aigc_lib.zoo.text.ShakespeareGPT` (cached; its
 settings are part of the cache key), and measures itself on held-out data while it trains, so the
@@ -39,18 +39,18 @@ _LR = {"full": 1e-3, "last_block": 1e-3, "lora": 5e-3, "scratch": 2e-3}
 
 @dataclass
 class PoemGPT(Recipe):
-    """Chapter 7's GPT trained on, and validated on, poems it never saw.
+    """The pretrained Shakespeare GPT trained on, and validated on, poems it never saw.
 
     It trains on every poem but the sonnets and validates on the sonnets (``load_shakespeare()``'s
     ``poems_train`` / ``poems_val``), for the same number of steps whatever the ``method``. The
-    learning rate is each method's best of those tried in chapter 9's measurements. ``alpha`` is
+    learning rate is each method's best of those tried in the fine-tuning chapter's measurements. ``alpha`` is
     held fixed as ``r`` changes, as Hu et al. did. ``history`` adds ``val_loss_full`` (every
     sonnet character), ``trainable`` parameters, ``checkpoint_bytes`` (what the method must store
     beside the base model; all of it for "full" and "scratch") and ``seconds_per_step``.
     """
 
     name, variant = "poem-gpt", "method"
-    chapter, cost = 9, "11-22 s each"
+    chapter, cost = "finetuning", "11-22 s each"
     smoke_settings = SMOKE_LM
     method: str = "full"
     r: int = 4
@@ -99,7 +99,7 @@ class PoemGPT(Recipe):
 
 @dataclass
 class InstructionGPT(Recipe):
-    """Chapter 7's GPT after supervised fine-tuning on rule-built instructions.
+    """The pretrained Shakespeare GPT after supervised fine-tuning on rule-built instructions.
 
     ``n_train`` examples come from the training plays; ``history["accuracy"]`` holds the exact-match accuracy
     per task on ``n_test`` held-out instructions from the validation plays, before (the
@@ -108,7 +108,7 @@ class InstructionGPT(Recipe):
     """
 
     name = "instruction-gpt"
-    chapter, cost = 9, "50 s"
+    chapter, cost = "finetuning", "50 s"
     smoke_settings = dict(n_train=64, n_test=20, steps=4, batch_size=4)
     n_train: int = 3000
     n_test: int = 300
@@ -146,17 +146,18 @@ class InstructionGPT(Recipe):
 
 @dataclass
 class QuestionDPO(Recipe):
-    """Chapter 7's GPT after DPO towards speeches whose first line asks a question.
+    """The pretrained Shakespeare GPT after DPO towards first lines of speeches that ask a question.
 
     For each of the ``n_prompts`` most frequent speakers of the training plays the pretrained
-    model writes ``samples`` speeches from the heading ``"\\nNAME.\\n"``; a question and a
-    non-question for the same speaker make a pair. ``history["eval"]`` holds, for the reference and
-    for the trained policy, the share of questions among ``eval_samples`` speeches per speaker of
+    model writes ``samples`` first lines (to the first line break, at most ``max_new_tokens``
+    characters) from the heading ``"\\nNAME.\\n"``; a question and a non-question for the same
+    speaker make a pair. ``history["eval"]`` holds, for the reference and for the trained policy,
+    the share of questions among ``eval_samples`` first lines per speaker of
     the validation plays (``eval_prompts`` of them) and the KL divergence to the reference.
     """
 
     name = "question-dpo"
-    chapter, cost = 9, "45 s each"
+    chapter, cost = "finetuning", "45 s each"
     # Under AIGC_SMOKE=1 a GPT trained four steps writes no questions (a "?" before the first line
     # break is rarer than 1 in 800 speeches), so the preference there is a line ending in "e".
     smoke_settings = dict(n_prompts=40, samples=4, steps=3, batch_size=4, eval_prompts=5, eval_samples=4,

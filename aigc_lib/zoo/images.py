@@ -1,5 +1,5 @@
-"""The book's trained MNIST models: the classifier, the GANs (chapter 2), the VAEs (chapter 3) and
-chapter 11's detectors of generated digits."""
+"""The book's trained MNIST models: the classifier, the GANs (GAN chapter), the VAEs (VAE chapter)
+and the responsible-AIGC chapter's detectors of generated digits."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,7 +17,7 @@ from aigc_lib.training.vae import binarized_mnist, train_vae
 from aigc_lib.zoo.recipe import Recipe
 
 GAN_KINDS = ("mlp", "dcgan", "cdcgan")
-FAMILIES = ("DCGAN", "MLP GAN", "VAE")  # the generators chapter 11's detectors learn to spot
+FAMILIES = ("DCGAN", "MLP GAN", "VAE")  # the generators the responsible-AIGC chapter's detectors learn to spot
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Classifier(Recipe):
     """The MNIST classifier that reads generated digits back and defines MNIST-FID."""
 
     name = "mnist-classifier"
-    chapter, cost = 2, "14 s"
+    chapter, cost = "gan", "14 s"
     smoke_settings = dict(epochs=1)
     n_features: int = 128
     dropout: float = 0.3
@@ -54,7 +54,7 @@ class MNISTGAN(Recipe):
     """
 
     name, variant = "mnist-gan", "kind"
-    chapter, cost = 2, "mlp 20 s, dcgan 50 s, cdcgan 55 s"
+    chapter, cost = "gan", "mlp 20 s, dcgan 50 s, cdcgan 55 s"
     smoke_settings = dict(steps=4, batch_size=16, snapshot_every=2)
     kind: str = "dcgan"
     z_dim: int | None = None  # default: 64 (mlp), 100 (DCGAN)
@@ -102,7 +102,7 @@ class MNISTVAE(Recipe):
     """
 
     name, variant = "mnist-vae", "arch"
-    chapter, cost = 3, "mlp 11 s, conv 14 s"
+    chapter, cost = "vae", "mlp 11 s, conv 14 s"
     smoke_settings = dict(epochs=1)
     arch: str = "mlp"
     model: VAEConfig | None = None  # default: 400 hidden units (mlp) or 256 (conv), 20-d latent
@@ -139,8 +139,8 @@ def _source(family: str) -> Recipe:
 def generated_digits(family: str, n: int, seed: int = 0) -> torch.Tensor:
     """``n`` samples (N x 1 x 28 x 28 in [0, 1]) of one of the book's MNIST generators (``FAMILIES``).
 
-    "DCGAN" and "MLP GAN" are chapter 2's generators; "VAE" is chapter 3's MLP VAE (the decoder's
-    Bernoulli means ``E[x | z]``, the images chapter 3 shows and scores).
+    "DCGAN" and "MLP GAN" are the GAN chapter's generators; "VAE" is the VAE chapter's MLP VAE (the
+    decoder's Bernoulli means ``E[x | z]``, the images that chapter shows and scores).
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
@@ -156,7 +156,7 @@ class FakeDetector(Recipe):
     """
 
     name, variant = "fake-detector", "family"
-    chapter, cost = 11, "8 s each, after its generator"
+    chapter, cost = "responsible_aigc", "8 s each, after its generator"
     smoke_settings = dict(epochs=1)
     family: str = "DCGAN"
     n_features: int = 128

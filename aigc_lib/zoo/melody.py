@@ -1,4 +1,4 @@
-"""Chapter 10's melody GPT: a tiny GPT trained on rule-made melodies."""
+"""The applications chapter's melody GPT: a tiny GPT trained on rule-made melodies."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,7 +28,7 @@ class MelodyGPT(Recipe):
     """
 
     name, version = "melody-gpt", 1
-    chapter, cost = 10, "5 s"
+    chapter, cost = "applications", "5 s"
     smoke_settings = dict(n_melodies=200, steps=10)
     rules: MelodyRules = field(default_factory=MelodyRules)
     generator_version: int = GENERATOR_VERSION  # of rule_melody: new melodies, new model

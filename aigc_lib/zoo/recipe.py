@@ -34,7 +34,7 @@ class Recipe:
     name: ClassVar[str] = ""  # the cache name; :attr:`cache_name` may add the variant
     variant: ClassVar[str | None] = None  # a field that picks other fields' defaults (e.g. "kind")
     version: ClassVar[int] = 0  # bump when ``fit`` changes what it produces
-    chapter: ClassVar[int] = 0  # where the book trains it
+    chapter: ClassVar[str] = ""  # where the book trains it: the notebook's stem, e.g. "gan"
     cost: ClassVar[str] = ""  # training time in the quick profile, measured in CI (2-core CPU)
     smoke_settings: ClassVar[dict[str, Any]] = {}  # settings under AIGC_SMOKE=1: a few steps of the full profile
 

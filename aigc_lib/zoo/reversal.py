@@ -1,4 +1,4 @@
-"""Chapter 5's toy model: a 2-layer GPT that learns to write a sequence backwards."""
+"""The attention chapter's toy model: a 2-layer GPT that learns to write a sequence backwards."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,11 +17,11 @@ class ReversalGPT(Recipe):
 
     It trains on :func:`~aigc_lib.data.toy.reversal_task` (``length`` symbols, then reversed).
     ``pe_scale`` replaces the learned positions by a fixed table, ``pe_scale`` times the sinusoidal
-    encodings (chapter 5's exercise); ``None`` keeps them learned.
+    encodings (an exercise of the attention chapter); ``None`` keeps them learned.
     """
 
     name = "reverse-gpt"
-    chapter, cost = 5, "4 s"
+    chapter, cost = "attention", "4 s"
     smoke_settings = dict(steps=5)
     length: int = 8
     n_symbols: int = 10

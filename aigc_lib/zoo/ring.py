@@ -1,14 +1,13 @@
-"""The book's models of the 8-Gaussian ring: chapter 2's GANs and chapter 3's VAE."""
+"""The book's models of the 8-Gaussian ring: the GAN chapter's GANs and the VAE chapter's VAE."""
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 
-import torch
 from tqdm.auto import tqdm
 
-from aigc_lib.config import by_profile, device, generator, seed_everything
+from aigc_lib.config import by_profile, device, generator, pinned_threads, seed_everything
 from aigc_lib.data import ring
 from aigc_lib.models.gan import MLPDiscriminator, MLPGenerator
 from aigc_lib.models.vae import VAE, VAEConfig
@@ -39,8 +38,8 @@ class RingGAN(Recipe):
     """
 
     name, variant, version = "ring-gan", "kind", 2
-    chapter, cost = 2, "20 s each, on one core"
-    smoke_settings = dict(steps=24, snapshot_every=2)  # 13 snapshots: chapter 2 plots the 12th
+    chapter, cost = "gan", "20 s each, on one core"
+    smoke_settings = dict(steps=24, snapshot_every=2)  # 13 snapshots: the GAN chapter plots the 12th
     kind: str = "vanilla"
     z_dim: int = 2
     hidden: int = 128
@@ -73,12 +72,8 @@ class RingGAN(Recipe):
 
     def fit(self, gan: GAN, progress: bool) -> dict:
         x = ring(**vars(self.data), generator=generator(self.train.seed))
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # tiny MLPs: one thread is faster, and the run is the same on any CPU
-        try:
+        with pinned_threads(1):  # tiny MLPs: one thread is faster, and the run is the same on any CPU
             return train_gan(gan.G, gan.D, x, **vars(self.train), progress=progress, desc=f"ring {self.kind}")
-        finally:
-            torch.set_num_threads(threads)
 
 
 def _load_ring_gan(recipe: RingGAN) -> None:
@@ -105,11 +100,11 @@ class RingVAE(Recipe):
     """An MLP VAE with a Gaussian likelihood on the 8-Gaussian ring.
 
     ``model.sigma_x`` fixes the std of p(x|z); ``None`` learns it, which on this data tends to
-    collapse to a broad Gaussian that ignores z (posterior collapse; see chapter 3's exercises).
+    collapse to a broad Gaussian that ignores z (posterior collapse; see the VAE chapter's exercises).
     """
 
     name = "ring-vae"
-    chapter, cost = 3, "8 s"
+    chapter, cost = "vae", "8 s"
     smoke_settings = dict(epochs=2)
     data: RingData = field(default_factory=lambda: RingData(n=4000))
     model: VAEConfig = field(default_factory=lambda: VAEConfig(

@@ -1,5 +1,5 @@
-"""The book's trained text models: chapter 7's Shakespeare GPT, the n-gram baselines, and chapter 11's
-distilled student and memorization models."""
+"""The book's trained text models: the pretraining chapter's Shakespeare GPT, the n-gram baselines,
+and the responsible-AIGC chapter's distilled student and memorization models."""
 from __future__ import annotations
 
 import time
@@ -27,10 +27,10 @@ def shakespeare_ngram(order: int = BASELINE_ORDER) -> CharNGram:
     """An order-``order`` character model counted on the training plays (about a second; not cached).
 
     The default, a trigram (2.08 nats/char on the validation plays), is the book's named baseline.
-    Chapter 1 also sweeps the order: the best, order 5 (about 1.71 nats/char), is a strong model
-    that chapter 7's first GPT (:class:`ShakespeareGPT`, nanoGPT's recipe) does *not* beat, and
-    that the same model trained with :class:`ModernShakespeareGPT`'s recipe in about the same time
-    does; chapters that compare with the n-gram report both, honestly.
+    The background chapter also sweeps the order: the best, order 5 (about 1.71 nats/char), is a
+    strong model that the pretraining chapter's first GPT (:class:`ShakespeareGPT`, nanoGPT's
+    recipe) does *not* beat, and that the same model trained with :class:`ModernShakespeareGPT`'s
+    recipe in about the same time does; chapters that compare with the n-gram report both, honestly.
     """
     corpus = load_shakespeare()
     return CharNGram(order, corpus.vocab).fit(corpus.train)
@@ -70,7 +70,7 @@ class ShakespeareGPT(Recipe):
     """
 
     name, version = "shakespeare-char-gpt", 2  # 2: the history has eval_steps_seconds
-    chapter, cost = 7, "80-140 s"
+    chapter, cost = "pretraining_gpt", "80-140 s"
     smoke_settings = dict(SMOKE_LM, sample_steps=[0, 4], sample_chars=40)  # 40: no sliding window
     model: GPTConfig = field(default_factory=_gpt_config)
     train: LMTrainConfig = field(default_factory=_train_config)
@@ -94,7 +94,7 @@ class ShakespeareGPT(Recipe):
         prompt = torch.tensor([tok.encode("\n")], device=device())
 
         def on_eval(step: int, m, history: dict) -> None:
-            # Plain sampling at temperature 1 (chapter 8 covers decoding), several texts per step so
+            # Plain sampling at temperature 1 (the GPT-2 project covers decoding), several texts per step so
             # that statistics of the samples are not one text's luck.
             if step in self.sample_steps:
                 out = generate(m, prompt, self.sample_chars, do_sample=True, sliding_window=True,
@@ -138,7 +138,7 @@ def _modern_train_config() -> LMTrainConfig:
 
 @dataclass
 class ModernShakespeareGPT(ShakespeareGPT):
-    """Chapter 7's GPT trained with a modern recipe: same size and data, more learned per CPU second.
+    """The book's character-level GPT trained with a modern recipe: same size and data, more learned per CPU second.
 
     The model is :class:`ShakespeareGPT`'s (4 layers, 128-d, context 64) with rotary position
     embeddings, a ReLU² MLP, QK-norm, no biases and an untied output layer (``MODERN_SWITCHES``),
@@ -149,7 +149,7 @@ class ModernShakespeareGPT(ShakespeareGPT):
     """
 
     name, version = "shakespeare-char-gpt-modern", 1
-    chapter, cost = 7, "110-130 s"
+    chapter, cost = "pretraining_gpt", "110-130 s"
     smoke_settings = dict(SMOKE_LM, sample_steps=[4], sample_chars=40)
     model: GPTConfig = field(default_factory=_modern_gpt_config)
     train: LMTrainConfig = field(default_factory=_modern_train_config)
@@ -162,12 +162,12 @@ class DistilledGPT(ShakespeareGPT):
 
     It trains on the data and on the book's GPT's predictions.
     The student's loss is ``alpha * T^2 KL(teacher_T || student_T) + (1 - alpha) * cross-entropy``
-    (Hinton et al. 2015). Its default size (3 layers, 64-d) is chapter 7's middle scaling model,
+    (Hinton et al. 2015). Its default size (3 layers, 64-d) is the pretraining chapter's middle scaling model,
     trained there on the data alone with the same recipe, so the two compare at equal steps.
     """
 
     name, version = "shakespeare-char-gpt-distilled", 1
-    chapter, cost = 11, "70 s"
+    chapter, cost = "responsible_aigc", "70 s"
     smoke_settings = dict(SMOKE_LM, sample_steps=[])
     model: GPTConfig = field(default_factory=lambda: GPTConfig(**{**vars(_gpt_config()), "n_layer": 3, "n_head": 4,
                                                                          "n_embd": 64}))
@@ -183,7 +183,7 @@ class DistilledGPT(ShakespeareGPT):
         return {"alpha": self.alpha, "temperature": self.temperature}
 
 
-MEMORIZATION_SIZES = {"2 layers, 32-d": dict(n_layer=2, n_head=2, n_embd=32),  # chapter 11's two models
+MEMORIZATION_SIZES = {"2 layers, 32-d": dict(n_layer=2, n_head=2, n_embd=32),  # the memorization study's two models
                       "4 layers, 128-d": dict(n_layer=4, n_head=4, n_embd=128)}
 
 
@@ -191,8 +191,8 @@ MEMORIZATION_SIZES = {"2 layers, 32-d": dict(n_layer=2, n_head=2, n_embd=32),  #
 class SmallTextGPT(Recipe):
     """A GPT trained for many epochs on a short text, to measure memorization.
 
-    Chapter 7's recipe on ``n_chars`` characters of the poems.
-    The chapter-7 model sees each training character about a third of a time and writes back no
+    The pretraining chapter's recipe on ``n_chars`` characters of the poems.
+    That chapter's model sees each training character about a third of a time and writes back no
     more of its training text than of text it never saw; memorization needs repetition (Carlini et
     al. 2023; Kandpal et al. 2022). Here the model trains on a short text for many epochs, and
     every ``eval_interval`` steps :func:`~aigc_lib.metrics.text.verbatim_lengths` measures how much
@@ -202,7 +202,7 @@ class SmallTextGPT(Recipe):
     """
 
     name = "small-text-gpt"
-    chapter, cost = 11, "13 s (2 layers), 100 s (4 layers)"
+    chapter, cost = "responsible_aigc", "13 s (2 layers), 100 s (4 layers)"
     smoke_settings = dict(SMOKE_LM, probes=4)
     model: GPTConfig = field(default_factory=_gpt_config)
     train: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(

@@ -104,6 +104,17 @@ def test_page_is_self_contained(page, server, name):
     assert broken == [], f"{name}: images that did not load: {broken}"
 
 
+@pytest.mark.parametrize("name", [p for p in PAGES if p.startswith("notebooks/")])
+def test_code_cells_do_not_scroll_sideways(page, server, name):
+    """The visible code of a chapter fits the page's code column (tests/test_notebooks.py keeps its
+    lines within PAGE_WIDTH characters; this checks that the page really shows that many)."""
+    open_page(page, server, name)
+    wide = page.evaluate("""() => [...document.querySelectorAll('.cell_input pre')]
+        .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+        .map(pre => pre.innerText.split('\\n').sort((a, b) => b.length - a.length)[0].slice(0, 100))""")
+    assert wide == [], f"{name}: code cells that scroll sideways, longest lines: {wide}"
+
+
 @pytest.mark.parametrize("name", MATH_PAGES)
 def test_formulas_are_typeset(page, server, name):
     open_page(page, server, name)
@@ -129,12 +140,12 @@ def test_search_finds_chapter_one(page, server):
 
 
 def test_screenshot_of_chapter_one(page, server):
-    open_page(page, server, "notebooks/01_background")
+    open_page(page, server, "notebooks/background")
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "01_background.png"))
-    page.locator("#ch1-ngram").scroll_into_view_if_needed()
-    page.screenshot(path=str(SHOTS / "01_background_ngram.png"))
-    assert (SHOTS / "01_background.png").stat().st_size > 10_000
+    page.screenshot(path=str(SHOTS / "background.png"))
+    page.locator("#background-ngram").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "background_ngram.png"))
+    assert (SHOTS / "background.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("name", [p for p in PAGES if p.startswith("notebooks/")])
