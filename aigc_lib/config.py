@@ -116,9 +116,9 @@ def reachable(host: str, port: int = 443, timeout: float = 5.0) -> bool:
 # The thread policy. PyTorch's CPU kernels run on an OpenMP pool whose idle threads spin, holding
 # their core while they wait for the next parallel region. On an idle machine that is the fastest
 # choice; but when another process needs one of 2 cores, the spinning thread fights it and a small
-# training step runs 3-4 times slower than on one thread (measured: a step of the pretraining chapter's GPT,
-# 39 ms idle with 2 threads, 157 ms with 2 threads beside a busy process, 63-76 ms with 1 thread
-# either way). Making threads sleep instead (OMP_WAIT_POLICY=PASSIVE) avoids the stall but costs
+# training step runs 3-4 times slower than on one thread (measured: a step of the pretraining
+# chapter's GPT, 39 ms idle with 2 threads, 157 ms with 2 threads beside a busy process, 63-76 ms
+# with 1 thread either way). Making threads sleep instead (OMP_WAIT_POLICY=PASSIVE) avoids the stall but costs
 # 1.7x on an idle machine (65 ms). So the book keeps the spinning pool and sizes it to the cores
 # other processes leave free, measured from /proc and re-checked while training.
 _threads = {"last": None, "checked": 0.0, "ours": None, "most": None, "pinned": 0}

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from aigc_lib.config import model_device
-from aigc_lib.timing import best_time
+from aigc_lib.timing import best_time, spread
 from aigc_lib.training.loop import ADVICE, check_finite, train_steps
 
 
@@ -150,3 +150,15 @@ def test_model_device_from_parameters_buffers_or_neither():
     buffers = BuffersOnly()
     buffers.table = torch.zeros(3, device="meta")
     assert model_device(buffers) == torch.device("meta")  # a module without parameters: its buffers
+
+
+def test_spread_warms_up_then_reports_best_median_worst(monkeypatch):
+    import aigc_lib.timing
+
+    clock = iter([0.0, 5.0, 10.0, 12.0, 20.0, 23.0])  # timed runs of 5, 2 and 3 seconds
+    monkeypatch.setattr(aigc_lib.timing.time, "perf_counter", lambda: next(clock))
+    calls = []
+    assert spread(lambda: calls.append(1), repeats=3) == {"best": 2.0, "median": 3.0, "worst": 5.0}
+    assert len(calls) == 4  # one untimed warm-up call
+    with pytest.raises(ValueError, match="repeats"):
+        spread(lambda: None, repeats=0)

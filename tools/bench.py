@@ -18,36 +18,24 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from importlib import metadata
 
 import aigc_lib  # noqa: F401  (first: the thread policy, aigc_lib/config.py)
 import torch
-from torch import nn
 
 from aigc_lib import compression, zoo
 from aigc_lib.config import thread_policy
 from aigc_lib.models.gpt import GPT, GPTConfig
 from aigc_lib.models.lora import add_lora
 from aigc_lib.sampling import generate
+from aigc_lib.timing import spread
 
 SIZES = {  # tokens generated, batch for the big int8 case, repeats
     "book": dict(tokens=256, tokens_gpt2=64, int8_tokens=30, repeats=5, gpt2=True),
     "tiny": dict(tokens=16, tokens_gpt2=4, int8_tokens=2, repeats=2, gpt2=False),
 }
-
-
-def spread(fn, repeats: int) -> dict:
-    """Seconds of ``fn()`` over ``repeats`` calls after one warm-up: best, median, worst."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"best": min(times), "median": statistics.median(times), "worst": max(times)}
 
 
 def hf_twin(n_layer: int, n_head: int, n_embd: int, vocab: int, context: int):
@@ -102,7 +90,7 @@ def lora_step(size: dict) -> list[tuple[str, str, dict]]:
     """One AdamW step of the pretraining chapter's GPT at its batch: every weight vs LoRA r = 4."""
     recipe = zoo.ShakespeareGPT()
     config, batch = recipe.model, recipe.train.batch_size
-    x = torch.randint(config.vocab_size, (batch, config.block_size), generator=aigc_lib.generator(0))
+    x = torch.randint(config.vocab_size, (batch, config.block_size + 1), generator=aigc_lib.generator(0))
     rows = []
     for what in ("full fine-tuning", "LoRA r = 4 on c_attn"):
         aigc_lib.seed_everything(0)
@@ -112,8 +100,7 @@ def lora_step(size: dict) -> list[tuple[str, str, dict]]:
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
         def step(model=model, opt=opt):
-            logits = model(x)[0]
-            loss = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), x[:, 1:].flatten())
+            loss = model(x[:, :-1], x[:, 1:])[1]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

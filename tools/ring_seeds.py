@@ -8,15 +8,21 @@ diffusion model under each offset (each in its own process, ``AIGC_SEED_OFFSET=k
 model cache: the key includes the offset), scores them exactly as the chapters do, and prints
 each claim's result per offset. The whole-chapter ``make robust`` is not needed for this.
 
-    python tools/ring_seeds.py 0 1 2 3 4 5 --json _build/ring_seeds.json
+    python tools/ring_seeds.py 0 1 2 3 4 5 --json aigc_lib/measurements/ring_seeds.json
+
+The JSON is the record the GAN and diffusion chapters quote (``measurement("ring_seeds")``): the
+mode counts per offset, the claims, and the recipes that were trained, which the chapters compare
+with their own so that the record cannot drift from the code.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
+import time
 
 SCORE = r"""
 import json
@@ -80,8 +86,19 @@ def main(argv=None) -> int:
         marks = [results[k]["claims"][name] for k in results]
         print(f"{name:58s} " + " ".join(" y" if v else " N" for v in marks) + f"  {sum(marks)}/{len(marks)}")
     if args.json:
+        from aigc_lib.zoo import RingGAN, RingVAE
+        from aigc_lib.zoo.diffusion import RingDiffusion
+
+        recipes = {**{f"gan/{k}": RingGAN(kind=k).to_dict() for k in ("vanilla", "pacgan", "wgan-gp")},
+                   "vae": RingVAE().to_dict(), "diffusion": RingDiffusion().to_dict()}
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        record = {"what": "Modes of the ring covered by the ring models under several seed offsets.",
+                  "how": "python tools/ring_seeds.py " + " ".join(map(str, args.offsets)) + " (quick profile; "
+                         "each offset in its own process with AIGC_SEED_OFFSET set)",
+                  "date": time.strftime("%Y-%m-%d"), "commit": commit, "machine": platform.machine(),
+                  "recipes": recipes, "offsets": {str(k): r for k, r in results.items()}}
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump(record, f, indent=1)
     return 0
 
 
