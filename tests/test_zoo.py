@@ -163,7 +163,7 @@ def test_the_cache_key_changes_with_a_setting_and_only_then(case):
     assert path == make(*case).checkpoint_path() == recipe.replace().checkpoint_path()
     assert path.name.startswith(recipe.cache_name + "-") and path.suffix == ".pt"
     names = {f.name for f in dataclasses.fields(recipe)}
-    field = next(n for n in ("batch_size", "hidden", "sample_chars", "probes", "T", "r") if n in names)
+    field = next(n for n in ("batch_size", "hidden", "sample_chars", "probes", "T", "r", "n", "n_pairs", "threads") if n in names)
     value = getattr(recipe, field)
     assert recipe.replace(**{field: value}).checkpoint_path() == path  # the same value: the same model
     assert recipe.replace(**{field: value * 2 + 1}).checkpoint_path() != path
@@ -220,11 +220,12 @@ def test_catalog_has_one_row_per_recipe_with_a_cost():
 def test_every_recipe_has_a_zoo_function():
     functions = {"Classifier": "mnist_classifier", "RingGAN": "ring_gan", "MNISTGAN": "mnist_gan",
                  "RingVAE": "ring_vae", "MNISTVAE": "mnist_vae", "ReversalGPT": "reversal_gpt",
-                 "ShakespeareGPT": "shakespeare_gpt", "ModernShakespeareGPT": "modern_shakespeare_gpt",
+                 "ShakespeareGPT": "shakespeare_gpt", "ModernShakespeareGPT": "modern_shakespeare_gpt", "LLMPieceGPT": "llm_piece_gpt",
                  "MelodyGPT": "melody_gpt", "FakeDetector": "fake_detector",
                  "SmallTextGPT": "small_text_gpt", "DistilledGPT": "distilled_gpt", "RingDiffusion": "ring_diffusion",
                  "MNISTDiffusion": "mnist_diffusion", "MNISTLatentDiffusion": "latent_diffusion",
-                 "PoemGPT": "poem_gpt", "InstructionGPT": "instruction_gpt", "QuestionDPO": "question_dpo"}
+                 "PoemGPT": "poem_gpt", "InstructionGPT": "instruction_gpt", "QuestionDPO": "question_dpo",
+                 "RingFlow": "ring_flow", "RingReflow": "ring_reflow", "MNISTFlow": "mnist_flow"}
     for cls in zoo.RECIPES:
         assert callable(getattr(zoo, functions[cls.__name__])), cls.__name__
         assert cls.__name__ in zoo.__all__

@@ -15,6 +15,13 @@ small-model speed-runs use today: rotary position
 embeddings (``rope``), a squared-ReLU or SwiGLU MLP (``mlp``), RMS-normalised queries and keys
 (``qk_norm``) and an output layer with its own weights (``tie_embeddings=False``).
 
+:class:`LLMConfig` adds the switches of today's open models (the LLM-architectures chapter):
+RMSNorm (``norm``), grouped-query attention (``n_kv_head``), a head size that need not be
+``n_embd // n_head`` (``head_dim``), RoPE's base and Llama 3's long-context scaling, a sliding
+window, learned QK-norm gains (Qwen3) and a mixture of experts in place of the MLP
+(:mod:`aigc_lib.models.moe`). GPT-2, the pretraining chapter's modern recipe, Llama and Qwen3 are
+configurations of this one model; :mod:`aigc_lib.models.open_llms` loads their weights.
+
 With ``GPTConfig()`` (the defaults) it is GPT-2 small: 124,439,808 parameters, exactly like
 ``transformers.GPT2LMHeadModel``, and :meth:`GPT.from_pretrained` fills it with GPT-2's weights.
 A :class:`KVCache` lets generation feed one new token per step instead of re-running the prefix;
@@ -33,6 +40,7 @@ from torch.nn import functional as F
 
 from aigc_lib.config import reachable
 from aigc_lib.models.attention import scaled_dot_product_attention
+from aigc_lib.models.moe import MoE
 
 # Sizes of the GPT-2 family (Radford et al. 2019), as in the Hugging Face hub configs.
 GPT2_SIZES = {
@@ -42,6 +50,35 @@ GPT2_SIZES = {
     "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M
 }
 MLP_KINDS = ("gelu", "relu2", "swiglu")  # the nonlinearities :class:`MLP` offers
+NORM_KINDS = ("layernorm", "rmsnorm")  # the normalisations :class:`Block` offers
+# Which function loads a Hugging Face folder of each model_type into the book's GPT.
+HF_LOADERS = {"gpt2": "aigc_lib.models.gpt.GPT.from_pretrained",
+              "llama": "aigc_lib.models.open_llms.from_llama",
+              "qwen3": "aigc_lib.models.open_llms.from_qwen3",
+              "qwen3_moe": "aigc_lib.models.open_llms.from_qwen3_moe"}
+
+
+def check_hf_family(folder: str, family: str) -> dict:
+    """The folder's ``config.json``, after checking that it holds a ``family`` model.
+
+    A folder of another kind raises a ``ValueError`` that names the loader for it: loading it as
+    ``family`` would leave most weights random behind a model that only looks loaded.
+    """
+    import json
+
+    path = os.path.join(folder, "config.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"{folder!r} has no config.json: give a folder written by save_pretrained")
+    with open(path) as f:
+        cfg = json.load(f)
+    found, archs = cfg.get("model_type"), cfg.get("architectures") or []
+    if found != family:
+        right = HF_LOADERS.get(found)
+        hint = (f"load it with {right}" if right else
+                f"the book has loaders for {', '.join(HF_LOADERS)} only")
+        raise ValueError(f"{folder!r} holds a {found!r} model ({', '.join(archs) or 'no architectures'}), "
+                         f"not {family!r}: {hint}")
+    return cfg
 
 
 @dataclass
@@ -59,38 +96,166 @@ class GPTConfig:
     qk_norm: bool = False  # RMS-normalise each head's queries and keys before the dot product
     tie_embeddings: bool = True  # the output layer shares the token embedding's weight
 
+    # The switches of LLMConfig, with the values that keep a model GPT-2 (or the modern recipe).
+    # They are plain class attributes here, not dataclass fields: a GPTConfig's settings, and so
+    # the cache keys of every model trained with one, stay what they were before they existed.
+    norm = "layernorm"
+    norm_eps = 1e-5
+    n_kv_head = None
+    head_dim = None
+    mlp_hidden = None
+    rope_theta = 10000.0
+    rope_scaling = None
+    sliding_window = None
+    qk_norm_weight = False
+    n_expert = 0
+    n_expert_active = 2
+    expert_hidden = None
+    norm_topk_prob = True
+    router_aux_loss_coef = 0.01
+
+    @property
+    def kv_heads(self) -> int:
+        """Heads of keys and values: ``n_kv_head``, or ``n_head`` (multi-head attention)."""
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    @property
+    def head_size(self) -> int:
+        """Dimensions per head: ``head_dim``, or ``n_embd // n_head`` (GPT-2, Llama)."""
+        return self.n_embd // self.n_head if self.head_dim is None else self.head_dim
+
     def __post_init__(self):
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
-        if self.n_embd % self.n_head:
+        if self.head_dim is None and self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head} "
                              "(each head gets n_embd // n_head dimensions)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.mlp not in MLP_KINDS:
             raise ValueError(f"mlp must be one of {', '.join(MLP_KINDS)}, got {self.mlp!r}")
-        if self.rope and (self.n_embd // self.n_head) % 2:
-            raise ValueError(f"rope rotates pairs of dimensions: the head size n_embd // n_head = "
-                             f"{self.n_embd // self.n_head} must be even")
+        if self.rope and self.head_size % 2:
+            raise ValueError(f"rope rotates pairs of dimensions: the head size "
+                             f"{self.head_size} must be even")
 
     @property
     def is_gpt2(self) -> bool:
         """True when every modern switch is off: the architecture of GPT-2."""
-        return (not self.rope and self.mlp == "gelu" and not self.qk_norm and self.tie_embeddings)
+        return (not self.rope and self.mlp == "gelu" and not self.qk_norm and self.tie_embeddings
+                and self.norm == "layernorm" and self.kv_heads == self.n_head and self.head_dim is None
+                and self.mlp_hidden is None and self.sliding_window is None and not self.n_expert)
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def rope_angles(T: int, head_dim: int, offset: int = 0, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass
+class LLMConfig(GPTConfig):
+    """:class:`GPTConfig` plus the pieces of today's open LLMs (Llama 3, Qwen3, Mistral, Mixtral).
+
+    Every default keeps the model what the GPTConfig fields make it (GPT-2 or the modern recipe):
+
+    * ``norm="rmsnorm"``: ``x / sqrt(mean(x^2) + eps) * g`` instead of LayerNorm (Zhang & Sennrich 2019);
+    * ``n_kv_head``: grouped-query attention (Ainslie et al. 2023): ``n_head / n_kv_head`` query
+      heads share each key/value head, so the KV cache shrinks by that factor; 1 is multi-query
+      attention (Shazeer 2019);
+    * ``head_dim``: dimensions per head when it is not ``n_embd // n_head`` (Qwen3: 16 heads of 128
+      in a 1,024-wide model);
+    * ``mlp_hidden``: the MLP's hidden width (Llama's ``intermediate_size``);
+    * ``rope_theta`` and ``rope_scaling``: RoPE's base, and Llama 3.1's long-context rescaling of
+      its frequencies (``{"rope_type": "llama3", "factor", "low_freq_factor", "high_freq_factor",
+      "original_max_position_embeddings"}``);
+    * ``sliding_window``: each query sees only the last ``sliding_window`` positions (Mistral),
+      written as an attention mask;
+    * ``qk_norm_weight``: QK-norm with a learned gain per dimension (Qwen3);
+    * ``n_expert > 0``: a mixture of ``n_expert`` SwiGLU experts of width ``expert_hidden`` in
+      place of every MLP, ``n_expert_active`` per token (:class:`aigc_lib.models.moe.MoE`).
+    """
+
+    norm: str = "layernorm"
+    norm_eps: float = 1e-5
+    n_kv_head: int | None = None
+    head_dim: int | None = None
+    mlp_hidden: int | None = None
+    rope_theta: float = 10000.0
+    rope_scaling: dict | None = None
+    sliding_window: int | None = None
+    qk_norm_weight: bool = False
+    n_expert: int = 0
+    n_expert_active: int = 2
+    expert_hidden: int | None = None
+    norm_topk_prob: bool = True
+    router_aux_loss_coef: float = 0.01
+
+    def __post_init__(self):
+        for name in ("n_kv_head", "head_dim", "mlp_hidden", "sliding_window", "expert_hidden"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"LLMConfig.{name} must be a positive int or None, got {value!r}")
+        super().__post_init__()
+        if self.norm not in NORM_KINDS:
+            raise ValueError(f"norm must be one of {', '.join(NORM_KINDS)}, got {self.norm!r}")
+        if self.n_head % self.kv_heads:
+            raise ValueError(f"n_head={self.n_head} must be divisible by n_kv_head={self.kv_heads}: "
+                             "each key/value head serves the same number of query heads")
+        if self.qk_norm_weight and not self.qk_norm:
+            raise ValueError("qk_norm_weight=True gives QK-norm a learned gain: set qk_norm=True too")
+        if not self.norm_eps > 0:
+            raise ValueError(f"norm_eps must be > 0, got {self.norm_eps}")
+        if self.rope_theta <= 1:
+            raise ValueError(f"rope_theta must be > 1, got {self.rope_theta}")
+        if self.rope_scaling is not None:
+            rope_frequencies(self.head_size, self.rope_theta, self.rope_scaling)  # checks the keys
+        if self.n_expert:
+            if not 1 <= self.n_expert_active <= self.n_expert:
+                raise ValueError(f"n_expert_active must be in [1, n_expert={self.n_expert}], "
+                                 f"got {self.n_expert_active}")
+            if self.mlp != "swiglu":
+                raise ValueError("the experts are SwiGLU MLPs (as in Mixtral and Qwen3-MoE): set mlp='swiglu'")
+
+
+def rope_frequencies(head_dim: int, base: float = 10000.0, scaling: dict | None = None) -> torch.Tensor:
+    """RoPE's ``head_dim / 2`` angular frequencies ``omega_i = base^(-2i / head_dim)``.
+
+    ``scaling={"rope_type": "llama3", ...}`` applies Llama 3.1's rescaling: frequencies whose
+    wavelength ``2 pi / omega`` is longer than ``original_max_position_embeddings / low_freq_factor``
+    are divided by ``factor``, those shorter than ``... / high_freq_factor`` are kept, and the band
+    between is interpolated linearly in ``original_max_position_embeddings / wavelength``.
+    """
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    if scaling is None:
+        return inv_freq
+    kind = scaling.get("rope_type", scaling.get("type"))
+    if kind in (None, "default"):
+        return inv_freq
+    if kind != "llama3":
+        raise ValueError(f"rope_scaling of type {kind!r} is not implemented (the book implements "
+                         "'llama3'); loading such a model would place its positions wrongly")
+    need = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+    missing = [k for k in need if k not in scaling]
+    if missing:
+        raise ValueError(f"rope_scaling of type 'llama3' needs {', '.join(need)}; missing {missing}")
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old_context = scaling["original_max_position_embeddings"]
+    if not high > low > 0 or factor <= 0:
+        raise ValueError(f"rope_scaling needs high_freq_factor > low_freq_factor > 0 and factor > 0, got {scaling}")
+    wavelength = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelength > old_context / low, inv_freq / factor, inv_freq)
+    smooth = (old_context / wavelength - low) / (high - low)
+    between = (wavelength <= old_context / low) & (wavelength >= old_context / high)
+    return torch.where(between, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
+
+
+def rope_angles(T: int, head_dim: int, offset: int = 0, base: float = 10000.0,
+                scaling: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``cos`` and ``sin`` of the rotary angles ``theta_{t,i} = t / base^(2i / head_dim)``, ``T x head_dim``.
 
     Positions ``offset .. offset+T-1``; each angle appears twice (for the two halves that
-    :func:`apply_rope` pairs), the layout of GPT-NeoX and LLaMA.
+    :func:`apply_rope` pairs), the layout of GPT-NeoX and LLaMA. ``scaling``: see :func:`rope_frequencies`.
     """
-    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    inv_freq = rope_frequencies(head_dim, base, scaling)
     angles = torch.arange(offset, offset + T, dtype=torch.float32)[:, None] * inv_freq[None, :]
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
@@ -104,6 +269,47 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+class RMSNorm(nn.Module):
+    """``RMSNorm(x) = x / sqrt(mean_i x_i^2 + eps) * g`` (Zhang & Sennrich 2019).
+
+    LayerNorm without the mean subtraction and the bias: one statistic per vector instead of two.
+    Computed in float32 whatever the input's dtype, as Llama and Qwen3 do.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))  # g
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def make_norm(config: GPTConfig, dim: int | None = None) -> nn.Module:
+    """The normalisation ``config.norm`` names, over ``dim`` (default ``n_embd``) features."""
+    dim = config.n_embd if dim is None else dim
+    if config.norm == "rmsnorm":
+        return RMSNorm(dim, config.norm_eps)
+    return nn.LayerNorm(dim, eps=config.norm_eps, bias=config.bias)
+
+
+def attention_mask(T: int, past: int, window: int | None = None,
+                   device: torch.device | str | None = None) -> torch.Tensor:
+    """Which keys each query may read, ``T x (past + T)`` booleans.
+
+    Query ``i`` sits at position ``p = past + i`` and reads key ``j`` if ``j <= p`` (causal) and,
+    with a sliding ``window`` (Mistral), ``j > p - window``: the last ``window`` positions, itself included.
+    """
+    p = torch.arange(past, past + T, device=device)[:, None]
+    j = torch.arange(past + T, device=device)[None, :]
+    allowed = j <= p
+    if window is not None:
+        allowed = allowed & (j > p - window)
+    return allowed
 
 
 class KVCache:
@@ -149,28 +355,46 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+        self.n_kv_head, self.head_dim = config.kv_heads, config.head_size
         self.rope, self.qk_norm = config.rope, config.qk_norm
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v at once
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # W_O
+        self.rope_theta, self.rope_scaling = config.rope_theta, config.rope_scaling
+        self.window = config.sliding_window
+        # q has n_head heads; k and v have n_kv_head each (grouped-query attention when fewer)
+        self.sizes = [self.n_head * self.head_dim] + 2 * [self.n_kv_head * self.head_dim]
+        self.c_attn = nn.Linear(config.n_embd, sum(self.sizes), bias=config.bias)  # q, k, v at once
+        self.c_proj = nn.Linear(self.n_head * self.head_dim, config.n_embd, bias=config.bias)  # W_O
+        if config.qk_norm_weight:  # Qwen3: QK-norm with a learned gain per dimension
+            self.q_norm = RMSNorm(self.head_dim, config.norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, config.norm_eps)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.record_weights = False  # True: use the written-out attention and keep its weights
         self.weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        # B x T x C -> B x n_head x T x head_dim: each head attends in its own subspace
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        q, k, v = self.c_attn(x).split(self.sizes, dim=2)
+        # B x T x (heads * head_dim) -> B x heads x T x head_dim: each head attends in its own subspace
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k, v = (t.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2) for t in (k, v))
         past = cache.length(layer) if cache is not None else 0
         if self.qk_norm:  # unit-RMS queries and keys: the logits cannot grow without bound
-            q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
+            if hasattr(self, "q_norm"):
+                q, k = self.q_norm(q), self.k_norm(k)
+            else:
+                q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
         if self.rope:  # rotate by position (past.. past+T-1): a cached key keeps its rotation
-            cos, sin = rope_angles(T, q.size(-1), offset=past)
+            cos, sin = rope_angles(T, self.head_dim, offset=past, base=self.rope_theta,
+                                   scaling=self.rope_scaling)
             cos, sin = cos.to(q), sin.to(q)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:  # attend to the cached prefix too, and remember this step's k, v
-            k, v = cache.update(layer, k, v)
-        if past == 0:
+            k, v = cache.update(layer, k, v)  # the cache holds n_kv_head heads: that is GQA's saving
+        if self.n_kv_head != self.n_head:  # query head h reads key/value head h // group
+            group = self.n_head // self.n_kv_head
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        if self.window is not None and past + T > self.window:  # sliding window: an explicit mask
+            mask, is_causal = attention_mask(T, past, self.window, x.device), False
+        elif past == 0:
             mask, is_causal = None, T > 1
         elif T == 1:
             mask, is_causal = None, False  # one new query may look at every cached key
@@ -183,7 +407,7 @@ class CausalSelfAttention(nn.Module):
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
                                                dropout_p=self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # concatenate the heads
+        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)  # concatenate the heads
         return self.resid_dropout(self.c_proj(y))
 
 
@@ -199,6 +423,7 @@ class MLP(nn.Module):
         super().__init__()
         self.kind = config.mlp
         hidden = 4 * config.n_embd if config.mlp != "swiglu" else 8 * ((8 * config.n_embd // 3 + 7) // 8)
+        hidden = config.mlp_hidden or hidden  # Llama and Qwen3 state their width
         self.c_fc = nn.Linear(config.n_embd, hidden, bias=config.bias)  # W1, b1
         if self.kind == "swiglu":
             self.c_gate = nn.Linear(config.n_embd, hidden, bias=config.bias)  # W3
@@ -218,14 +443,19 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm Transformer block: x = x + Attn(LN(x)); x = x + FFN(LN(x))."""
+    """Pre-LayerNorm Transformer block: x = x + Attn(LN(x)); x = x + FFN(LN(x)).
+
+    ``config.norm="rmsnorm"`` makes LN an RMSNorm; ``config.n_expert > 0`` makes FFN a mixture of experts.
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = make_norm(config)
+        self.mlp = MoE(config.n_embd, config.expert_hidden or config.mlp_hidden or 4 * config.n_embd,
+                       config.n_expert, config.n_expert_active, bias=config.bias,
+                       norm_topk_prob=config.norm_topk_prob) if config.n_expert else MLP(config)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache, layer)
@@ -246,7 +476,7 @@ class GPT(nn.Module):
             **({} if config.rope else {"wpe": nn.Embedding(config.block_size, config.n_embd)}),  # learned positions
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            ln_f=make_norm(config),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
@@ -309,7 +539,8 @@ class GPT(nn.Module):
         ``idx`` and ``targets`` are B x T token ids; ``targets[b, t]`` is the token that follows
         ``idx[b, t]`` (negative targets are ignored). Returns ``(logits, loss)`` with logits
         B x T x vocab_size (B x 1 x vocab_size with ``last_only=True``) and
-        ``loss = -mean_t log p(targets_t | idx_<=t)`` or ``None``. With a ``cache`` the tokens in
+        ``loss = -mean_t log p(targets_t | idx_<=t)`` or ``None`` (a mixture of experts in
+        training mode adds ``router_aux_loss_coef`` times :meth:`aux_loss`). With a ``cache`` the tokens in
         ``idx`` continue the cached ones, and their keys and values are appended to it.
         """
         past = len(cache) if cache is not None else 0
@@ -329,9 +560,16 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)),
                                    targets.reshape(-1).masked_fill(targets.reshape(-1) < 0, -1),
                                    ignore_index=-1)
+            if self.training and self.config.n_expert:  # keep the experts evenly loaded
+                loss = loss + self.config.router_aux_loss_coef * self.aux_loss()
             return logits, loss
         logits = self.lm_head(x[:, [-1], :] if last_only else x)
         return logits, None
+
+    def aux_loss(self) -> torch.Tensor | None:
+        """The mixture of experts' load-balancing loss of the last forward pass (mean over layers), or None."""
+        losses = [b.mlp.aux_loss for b in self.transformer.h if isinstance(b.mlp, MoE) and b.mlp.aux_loss is not None]
+        return torch.stack(losses).mean() if losses else None
 
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> torch.Tensor:
@@ -361,7 +599,8 @@ class GPT(nn.Module):
         * a hub name (``"gpt2"``, ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"``): loaded with
           ``transformers`` from the local cache, else from the hub; offline, a ``RuntimeError``
           says so within ``timeout`` seconds instead of hanging;
-        * a folder written by ``GPT2LMHeadModel.save_pretrained`` (no network);
+        * a folder written by ``GPT2LMHeadModel.save_pretrained`` (no network); a folder of another
+          family (Llama, Qwen3) is refused with the name of its loader in :mod:`aigc_lib.models.open_llms`;
         * a ``transformers.GPT2LMHeadModel`` (e.g. one built from a ``GPT2Config``);
         * a GPT-2 state dict (then ``config`` is required).
 
@@ -373,9 +612,11 @@ class GPT(nn.Module):
             return cls.from_pretrained(hf)
         if isinstance(source, nn.Module):
             hf_config = getattr(source, "config", None)
-            if hf_config is None or not hasattr(hf_config, "n_layer"):
+            if hf_config is None or getattr(hf_config, "model_type", "gpt2") != "gpt2":
+                right = HF_LOADERS.get(getattr(hf_config, "model_type", None))
                 raise ValueError("from_pretrained expects a transformers GPT2LMHeadModel "
-                                 f"(with a GPT2Config), got {type(source).__name__}")
+                                 f"(with a GPT2Config), got {type(source).__name__}"
+                                 + (f"; save it and load the folder with {right}" if right else ""))
             act = getattr(hf_config, "activation_function", "gelu_new")
             if act not in ("gelu_new", "gelu_pytorch_tanh"):
                 raise ValueError(f"the book's GPT uses the tanh GELU of GPT-2; this model uses {act!r}")
@@ -430,6 +671,7 @@ def _load_hf_gpt2(name: str, timeout: float):
     except ImportError as exc:  # pragma: no cover - transformers is in the [full] extra
         raise RuntimeError("loading GPT-2 weights needs `pip install transformers`") from exc
     if os.path.isdir(name):
+        check_hf_family(name, "gpt2")  # a Llama or Qwen3 folder would load as a random GPT-2
         return GPT2LMHeadModel.from_pretrained(name, local_files_only=True)
     try:
         return GPT2LMHeadModel.from_pretrained(name, local_files_only=True)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from aigc_lib.zoo.finetune import FINETUNE_METHODS, InstructionGPT, PoemGPT, QuestionDPO
 from aigc_lib.zoo.diffusion import MNISTDiffusion, MNISTLatentDiffusion, RingDiffusion, digit_samples
+from aigc_lib.zoo.flow import MNISTFlow, RingFlow, RingReflow
 from aigc_lib.zoo.images import (FAMILIES, GAN_KINDS, Classifier, FakeDetector, MNISTGAN, MNISTVAE,
                                  generated_digits)
 from aigc_lib.zoo.melody import MelodyGPT
+from aigc_lib.zoo.llm import LLM_PIECES, LLMPieceGPT
 from aigc_lib.zoo.recipe import Recipe
 from aigc_lib.zoo.reversal import ReversalGPT
 from aigc_lib.zoo.ring import RING_KINDS, RingGAN, RingVAE, ring_gans
@@ -27,7 +29,7 @@ from aigc_lib.zoo.text import (BASELINE_ORDER, MEMORIZATION_SIZES, MODERN_SWITCH
                                char_tokenizer, shakespeare_ngram)
 
 RECIPES: tuple[type[Recipe], ...] = (Classifier, RingGAN, MNISTGAN, RingVAE, MNISTVAE, RingDiffusion, MNISTDiffusion,
-                                     MNISTLatentDiffusion, ReversalGPT, ShakespeareGPT, ModernShakespeareGPT, MelodyGPT, FakeDetector,
+                                     MNISTLatentDiffusion, RingFlow, RingReflow, MNISTFlow, ReversalGPT, ShakespeareGPT, ModernShakespeareGPT, LLMPieceGPT, MelodyGPT, FakeDetector,
                                      SmallTextGPT, DistilledGPT, PoemGPT, InstructionGPT, QuestionDPO)
 
 
@@ -76,6 +78,21 @@ def latent_diffusion(progress: bool = True, **overrides):
     return MNISTLatentDiffusion().replace(**overrides).load(progress)
 
 
+def ring_flow(progress: bool = True, **overrides):
+    """``(flow, history)`` of the flow-matching chapter's model of the ring (samples / ``RING_SCALE``)."""
+    return RingFlow().replace(**overrides).load(progress)
+
+
+def ring_reflow(progress: bool = True, **overrides):
+    """``(flow, history)``: :func:`ring_flow` after one reflow (the flow-matching chapter)."""
+    return RingReflow().replace(**overrides).load(progress)
+
+
+def mnist_flow(progress: bool = True, **overrides):
+    """``(flow, history)`` of the flow-matching chapter's U-Net, the diffusion chapter's trained with flow matching."""
+    return MNISTFlow().replace(**overrides).load(progress)
+
+
 def reversal_gpt(progress: bool = True, **overrides):
     """``(model, history)`` of the attention chapter's toy GPT that writes a sequence backwards."""
     return ReversalGPT().replace(**overrides).load(progress)
@@ -89,6 +106,11 @@ def shakespeare_gpt(progress: bool = True, **overrides):
 def modern_shakespeare_gpt(progress: bool = True, **overrides):
     """``(model, tokenizer, history)`` of the pretraining chapter's GPT trained with the modern recipe (Muon, RoPE, ...)."""
     return ModernShakespeareGPT().replace(**overrides).load(progress)
+
+
+def llm_piece_gpt(piece: str = "baseline (LayerNorm, MHA)", progress: bool = True, **overrides):
+    """``(model, tokenizer, history)`` of the LLM-architectures chapter's variant ``piece`` (a key of ``LLM_PIECES``)."""
+    return LLMPieceGPT().replace(**{**LLM_PIECES[piece], **overrides}).load(progress)
 
 
 def distilled_gpt(progress: bool = True, **overrides):
@@ -130,9 +152,9 @@ def question_dpo(progress: bool = True, **overrides):
 
 __all__ = ["BASELINE_ORDER", "Classifier", "DistilledGPT", "FakeDetector", "FAMILIES", "FINETUNE_METHODS",
            "GAN_KINDS", "InstructionGPT", "MelodyGPT", "MEMORIZATION_SIZES", "MNISTDiffusion", "MNISTGAN",
-           "MNISTLatentDiffusion", "MNISTVAE", "MODERN_SWITCHES", "ModernShakespeareGPT", "PoemGPT", "QuestionDPO", "Recipe", "RECIPES", "ReversalGPT",
-           "RING_KINDS", "RingDiffusion", "RingGAN", "RingVAE", "ShakespeareGPT", "SmallTextGPT", "catalog",
+           "MNISTFlow", "MNISTLatentDiffusion", "MNISTVAE", "MODERN_SWITCHES", "ModernShakespeareGPT", "LLMPieceGPT", "LLM_PIECES", "PoemGPT", "QuestionDPO", "Recipe", "RECIPES", "ReversalGPT",
+           "RING_KINDS", "RingDiffusion", "RingFlow", "RingReflow", "RingGAN", "RingVAE", "ShakespeareGPT", "SmallTextGPT", "catalog",
            "char_tokenizer", "digit_samples", "distilled_gpt", "fake_detector", "generated_digits",
-           "instruction_gpt", "latent_diffusion", "melody_gpt", "mnist_classifier", "mnist_diffusion",
-           "mnist_gan", "mnist_vae", "modern_shakespeare_gpt", "poem_gpt", "question_dpo", "reversal_gpt", "ring_diffusion",
+           "instruction_gpt", "latent_diffusion", "melody_gpt", "mnist_classifier", "mnist_diffusion", "mnist_flow",
+           "mnist_gan", "mnist_vae", "modern_shakespeare_gpt", "llm_piece_gpt", "poem_gpt", "question_dpo", "reversal_gpt", "ring_diffusion", "ring_flow", "ring_reflow",
            "ring_gan", "ring_gans", "ring_vae", "shakespeare_gpt", "shakespeare_ngram", "small_text_gpt"]
