@@ -193,6 +193,23 @@ def test_bad_input_raises_clear_errors():
         stochastic_step(v, 0.5, 0.2, x, eta=-1)
     with pytest.raises(ValueError, match="label"):
         FlowMatching(MLPDenoiser(dim=2)).loss(x, torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="t_exponent"):
+        FlowMatching(MLPDenoiser(dim=2), t_exponent=0)
+
+
+def test_t_exponent_draws_training_times_as_a_power_of_a_uniform():
+    """t = u^k: with k = 2 the loss sees t < 1/4 half the time (P(u^2 < 1/4) = P(u < 1/2))."""
+    seen = []
+
+    class Spy(MLPDenoiser):
+        def forward(self, x, t, y=None):
+            seen.append(t / 1000)
+            return super().forward(x, t, y)
+
+    for k, share in ((1.0, 0.25), (2.0, 0.5)):
+        seen.clear()
+        FlowMatching(Spy(dim=2), t_exponent=k).loss(torch.zeros(20_000, 2), generator=_g(0))
+        assert abs((seen[0] < 0.25).float().mean().item() - share) < 0.02
 
 
 def test_recipes_copy_the_diffusion_budget():

@@ -9,7 +9,8 @@ model, its reflow and the ring diffusion model under each offset (each in its ow
 
     python tools/flow_seeds.py 0 1 2 3 4 5 --json aigc_lib/measurements/flow_seeds.json
 
-The JSON is the record the chapter quotes (``measurement("flow_seeds")``), with the recipes that
+Each offset is scored twice: with the chapter's recipes (t = u^2 in training) and with t uniform
+(``t_exponent=1``), the ablation the chapter quotes. The JSON is the record the chapter quotes (``measurement("flow_seeds")``), with the recipes that
 were trained, which the chapter compares with its own so that the record cannot drift from the code.
 """
 from __future__ import annotations
@@ -23,12 +24,13 @@ import sys
 import time
 
 SCORE = r"""
-import json
+import json, os
 from aigc_lib import zoo
 from aigc_lib.zoo.flow import ring_flow_report
 
-flow, _ = zoo.ring_flow(progress=False)
-reflow, _ = zoo.ring_reflow(progress=False)
+overrides = json.loads(os.environ.get("FLOW_OVERRIDES", "{}"))
+flow, _ = zoo.ring_flow(progress=False, **overrides)
+reflow, _ = zoo.ring_reflow(progress=False, **overrides)
 diffusion, _ = zoo.ring_diffusion(progress=False)
 print("RESULT " + json.dumps(ring_flow_report(flow, reflow, diffusion)))
 """
@@ -54,17 +56,19 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the reports and claims per offset here")
     args = parser.parse_args(argv)
     results = {}
+    uniform = {}  # the ablation: the same recipes with t uniform on [0, 1]
     for k in args.offsets:
-        env = {**os.environ, "AIGC_SEED_OFFSET": str(k)}
-        start = time.perf_counter()
-        run = subprocess.run([sys.executable, "-c", SCORE], env=env, capture_output=True, text=True)
-        line = next((x for x in run.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            print(run.stdout[-2000:], run.stderr[-4000:], file=sys.stderr)
-            return 1
-        report = json.loads(line[len("RESULT "):])
-        results[k] = {**report, "claims": claims(report)}
-        print(f"offset {k} ({time.perf_counter() - start:.0f} s): {report}", flush=True)
+        for overrides, into in (({}, results), ({"t_exponent": 1.0}, uniform)):
+            env = {**os.environ, "AIGC_SEED_OFFSET": str(k), "FLOW_OVERRIDES": json.dumps(overrides)}
+            start = time.perf_counter()
+            run = subprocess.run([sys.executable, "-c", SCORE], env=env, capture_output=True, text=True)
+            line = next((x for x in run.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if line is None:
+                print(run.stdout[-2000:], run.stderr[-4000:], file=sys.stderr)
+                return 1
+            report = json.loads(line[len("RESULT "):])
+            into[k] = {**report, "claims": claims(report)}
+            print(f"offset {k} {overrides} ({time.perf_counter() - start:.0f} s): {report}", flush=True)
     names = list(next(iter(results.values()))["claims"])
     print(f"\n{'claim':58s} " + " ".join(f"o{k}" for k in results) + "  holds at")
     for name in names:
@@ -74,14 +78,16 @@ def main(argv=None) -> int:
         from aigc_lib.zoo import RingDiffusion, RingFlow, RingReflow
 
         recipes = {"flow": RingFlow().to_dict(), "reflow": RingReflow().to_dict(),
-                   "diffusion": RingDiffusion().to_dict()}
+                   "diffusion": RingDiffusion().to_dict(),
+                   "flow_uniform_t": RingFlow().replace(t_exponent=1.0).to_dict()}
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         record = {"what": "The ring flow model before and after reflow, and the ring diffusion model, "
                           "under several seed offsets: few-step samples and path straightness.",
                   "how": "python tools/flow_seeds.py " + " ".join(map(str, args.offsets)) + " (quick profile; "
                          "each offset in its own process with AIGC_SEED_OFFSET set)",
                   "date": time.strftime("%Y-%m-%d"), "commit": commit, "machine": platform.machine(),
-                  "recipes": recipes, "offsets": {str(k): r for k, r in results.items()}}
+                  "recipes": recipes, "offsets": {str(k): r for k, r in results.items()},
+                  "uniform_t": {str(k): r for k, r in uniform.items()}}
         with open(args.json, "w") as f:
             json.dump(record, f, indent=1)
     return 0

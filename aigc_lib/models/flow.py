@@ -218,17 +218,23 @@ class FlowMatching(nn.Module):
     trains it with the flow-matching loss in place of the epsilon loss.
     """
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, t_exponent: float = 1.0):
         super().__init__()
+        if not t_exponent > 0:
+            raise ValueError(f"t_exponent must be > 0 (1: t uniform, 2: small t more often), got {t_exponent}")
         self.net = net
         self.n_classes = getattr(net, "n_classes", 0)
+        self.t_exponent = t_exponent  # training draws t = u^t_exponent, u ~ U[0, 1]
 
     def _net(self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return self.net(xt, T_SCALE * t.to(xt.device), y)
 
     def loss(self, x0: torch.Tensor, y: torch.Tensor | None = None, p_uncond: float = 0.0,
              generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """L_FM = E_{t ~ U[0, 1], eps} || (eps - x0) - v_theta((1 - t) x0 + t eps, t, y) ||^2.
+        """L_FM = E_{t, eps} || (eps - x0) - v_theta((1 - t) x0 + t eps, t, y) ||^2, t = u^t_exponent.
+
+        With ``t_exponent = 1`` t is uniform on [0, 1]; with 2 its density is 1 / (2 sqrt(t)),
+        which spends more of the training on the times near the data (u ~ U[0, 1] in both).
 
         ``p_uncond``: share of labels replaced by "no label" (classifier-free guidance), as in
         the diffusion chapter's loss. ``noise``: the eps paired with each x0 (reflow); drawn if None.
@@ -238,7 +244,7 @@ class FlowMatching(nn.Module):
         if (y is not None) and not self.n_classes:
             raise ValueError("labels were given but the network is unconditional (n_classes = 0)")
         n, device = len(x0), x0.device
-        t = torch.rand(n, generator=generator).to(device)
+        t = (torch.rand(n, generator=generator) ** self.t_exponent).to(device)
         eps = torch.randn(x0.shape, generator=generator).to(device) if noise is None else noise
         xt = interpolate(x0, eps, t)
         if y is not None and p_uncond > 0:
