@@ -194,6 +194,12 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
     return torch.cat([args.cos(), args.sin()], dim=-1)
 
 
+def net_data_shape(net: nn.Module) -> tuple[int, ...]:
+    """The shape of one sample a denoiser maps: (dim,) for the MLP, (channels, size, size) for the U-Net."""
+    config = net.config
+    return (config.dim,) if hasattr(config, "dim") else (config.in_channels, config.size, config.size)
+
+
 @dataclass
 class MLPDenoiserConfig:
     dim: int = 2            # size of one data point (2 for the ring, 20 for VAE latents)
@@ -350,8 +356,7 @@ class Diffusion(nn.Module):
         return (x, traj) if trajectory else x
 
     def data_shape(self) -> tuple[int, ...]:
-        config = self.net.config
-        return (config.dim,) if hasattr(config, "dim") else (config.in_channels, config.size, config.size)
+        return net_data_shape(self.net)
 
 
 class LatentDiffusion(nn.Module):

@@ -36,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from aigc_lib.config import fit_threads, model_device
-from aigc_lib.models.diffusion import NoiseSchedule, ddim_step, ddim_timesteps, ddpm_step
+from aigc_lib.models.diffusion import NoiseSchedule, ddim_step, ddim_timesteps, ddpm_step, net_data_shape
 
 SAMPLERS = ("euler", "heun", "stochastic")
 T_SCALE = 1000.0  # the networks read t in [0, 1] as 1000 t, the range their time embedding was made for
@@ -302,8 +302,7 @@ class FlowMatching(nn.Module):
         return (x, traj) if trajectory else x
 
     def data_shape(self) -> tuple[int, ...]:
-        config = self.net.config
-        return (config.dim,) if hasattr(config, "dim") else (config.in_channels, config.size, config.size)
+        return net_data_shape(self.net)
 
 
 class PairedFlow(nn.Module):
