@@ -18,7 +18,7 @@ from aigc_lib.models.reward import RewardModel
 from aigc_lib.training.finetune import pack, train_sft
 from aigc_lib.training.rl import (GRPOConfig, bradley_terry_loss, group_advantages, grpo_loss, kl_k1, kl_k3,
                                   majority_vote, pass_at_k, ppo_clip_loss, reinforce_loss, sample_groups,
-                                  token_logprobs, train_grpo, train_reward_model)
+                                  sampled_accuracy, token_logprobs, train_grpo, train_reward_model)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -268,6 +268,46 @@ def test_the_kl_correction_adds_the_score_function_term_on_policy():
     torch.testing.assert_close(grads[1] - grads[0], kl_k3(logp, ref) / 6)
 
 
+def test_the_teacher_slips_on_its_share_of_problems_to_the_same_wrong_answer_in_both_formats():
+    items = ar.problems(3000, [2, 3, 4], "train", seed=0)
+    wrong = [p for p in items if not ar.verify(ar.teacher(p, "worked", 0.3, seed=1), p)]
+    assert abs(len(wrong) / len(items) - 0.3) < 0.03  # a hash decides: close to the rate asked
+    for p in items:
+        worked, direct = ar.teacher(p, "worked", 0.3, seed=1), ar.teacher(p, "direct", 0.3, seed=1)
+        assert ar.extract_answer(worked) == ar.extract_answer(direct)  # one teacher, two formats
+        assert ar.teacher(p, "worked", 0.0) == ar.worked(p)
+    p = wrong[0]  # a slipped trace is self-consistent: its steps spell its (wrong) answer
+    steps = [tuple(map(int, re.split(r"[+*=]", step))) for step in ar.teacher(p, "worked", 0.3, 1)
+             .split("#")[0].split(",")]
+    assert sum(x + y + c != s for x, y, c, s in steps) == 1  # one step is off by one
+    assert ar.answer_of(steps) == ar.extract_answer(ar.teacher(p, "worked", 0.3, 1)) != p.answer
+    assert sum(ar.teacher(p, "worked", 0.3, seed=2) != ar.worked(p) for p in items) != len(wrong)  # seed moves it
+
+
+def test_slipped_steps_carry_the_slip_forward():
+    p = ar.Problem(95, 7)  # 5+7=12, 9+0+1=10 -> 102; slip at step 0 by -1: 11, then 9+0+1=10 -> 101
+    assert ar.slipped_steps(p, 0, -1) == [(5, 7, 0, 11), (9, 0, 1, 10)]
+    assert ar.answer_of(ar.slipped_steps(p, 0, -1)) == 101
+    assert ar.slipped_steps(p, 0, 0) == ar.steps(p)
+    with pytest.raises(ValueError, match="step 0..1"):
+        ar.slipped_steps(p, 2, 1)
+    with pytest.raises(ValueError, match="probability"):
+        ar.teacher(p, "worked", 1.5)
+
+
+def test_sampled_accuracy_by_hand():
+    samples = [["#3\n", "#4\n", "#3\n", "oops"], ["#1\n"] * 4, ["#7\n", "#7", "#5\n", "#5\n"]]
+    out = sampled_accuracy(samples, [3, 2, 5], ar.extract_answer, ks=(1, 2, 4, 8))
+    assert out["n"] == 4 and set(out["pass_at_k"]) == {1, 2, 4}  # k above n is left out
+    assert out["pass_at_k"][1] == pytest.approx((2 / 4 + 0 + 2 / 4) / 3)
+    assert out["pass_at_k"][4] == pytest.approx(2 / 3)
+    assert out["majority_at_k"][1] == pytest.approx(1 / 3)  # first samples: 3 right, 1 and 7 wrong
+    assert out["majority_at_k"][4] == pytest.approx(1 / 3)  # 7 and 5 tie 2-2: the first seen (7) wins
+    assert out["chars"] == pytest.approx(sum(len(t) for row in samples for t in row) / 12)
+    with pytest.raises(ValueError, match="one list of samples per problem"):
+        sampled_accuracy(samples, [3, 2], ar.extract_answer)
+
+
 # ----------------------------------------------------------------------------- tiny runs
 def test_a_tiny_sft_run_lowers_the_worked_solution_loss():
     tok = ar.tokenizer()
@@ -276,6 +316,19 @@ def test_a_tiny_sft_run_lowers_the_worked_solution_loss():
     model = tiny_gpt(block_size=ids.size(1))
     loss = train_sft(model, ids, mask, steps=80, batch_size=16, lr=3e-3, progress=False)["loss"]
     assert sum(loss[-5:]) / 5 < 0.7 * sum(loss[:5]) / 5
+
+
+def test_sft_with_evaluation_is_the_same_run_evaluated_along_the_way():
+    tok = ar.tokenizer()
+    items = ar.problems(32, [2], "train", seed=0)
+    ids, mask = pack(tok, *ar.examples(items, "worked"), length=ar.max_length(items, "worked"))
+    kw = dict(steps=10, batch_size=8, lr=3e-3, progress=False, warmup_steps=3, weight_decay=0.1, final_lr=0.1)
+    plain = train_sft(tiny_gpt(block_size=ids.size(1)), ids, mask, **kw)
+    seen = []
+    evaluated = train_sft(tiny_gpt(block_size=ids.size(1)), ids, mask, **kw, eval_interval=4,
+                          evaluate=lambda m: seen.append(m.training) or len(seen))
+    assert evaluated["loss"] == pytest.approx(plain["loss"])  # same batches, same schedule
+    assert evaluated["eval"] == [(4, 1), (8, 2), (10, 3)] and seen == [False] * 3
 
 
 def test_the_reward_model_learns_to_rank_right_answers_above_wrong_ones():

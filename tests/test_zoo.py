@@ -15,7 +15,8 @@ from aigc_lib.training.lm import LMTrainConfig
 from aigc_lib.zoo.diffusion import DiffusionTraining
 
 VARIANTS = {zoo.RingGAN: zoo.RING_KINDS, zoo.MNISTGAN: zoo.GAN_KINDS, zoo.MNISTVAE: ("mlp", "conv"),
-            zoo.FakeDetector: zoo.FAMILIES, zoo.PoemGPT: zoo.FINETUNE_METHODS}
+            zoo.FakeDetector: zoo.FAMILIES, zoo.PoemGPT: zoo.FINETUNE_METHODS,
+            zoo.ArithmeticSFT: ("direct", "worked")}
 EVERY_RECIPE = [(cls, v) for cls in zoo.RECIPES for v in VARIANTS.get(cls, (None,))]
 
 
@@ -163,7 +164,8 @@ def test_the_cache_key_changes_with_a_setting_and_only_then(case):
     assert path == make(*case).checkpoint_path() == recipe.replace().checkpoint_path()
     assert path.name.startswith(recipe.cache_name + "-") and path.suffix == ".pt"
     names = {f.name for f in dataclasses.fields(recipe)}
-    field = next(n for n in ("batch_size", "hidden", "sample_chars", "probes", "T", "r", "n", "n_pairs", "threads") if n in names)
+    field = next(n for n in ("batch_size", "hidden", "sample_chars", "probes", "T", "r", "n", "n_pairs", "threads", "n_pool")
+                 if n in names)
     value = getattr(recipe, field)
     assert recipe.replace(**{field: value}).checkpoint_path() == path  # the same value: the same model
     assert recipe.replace(**{field: value * 2 + 1}).checkpoint_path() != path
@@ -225,7 +227,9 @@ def test_every_recipe_has_a_zoo_function():
                  "SmallTextGPT": "small_text_gpt", "DistilledGPT": "distilled_gpt", "RingDiffusion": "ring_diffusion",
                  "MNISTDiffusion": "mnist_diffusion", "MNISTLatentDiffusion": "latent_diffusion",
                  "PoemGPT": "poem_gpt", "InstructionGPT": "instruction_gpt", "QuestionDPO": "question_dpo",
-                 "RingFlow": "ring_flow", "RingReflow": "ring_reflow", "MNISTFlow": "mnist_flow"}
+                 "RingFlow": "ring_flow", "RingReflow": "ring_reflow", "MNISTFlow": "mnist_flow",
+                 "ArithmeticSFT": "arithmetic_sft", "ArithmeticRewardModel": "arithmetic_reward_model",
+                 "ArithmeticGRPO": "arithmetic_grpo"}
     for cls in zoo.RECIPES:
         assert callable(getattr(zoo, functions[cls.__name__])), cls.__name__
         assert cls.__name__ in zoo.__all__

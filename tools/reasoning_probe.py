@@ -86,11 +86,11 @@ def accuracy(model, items, fmt_tokens: int) -> tuple[float, float]:
             sum(len(o[0]) for o in outs) / len(items))
 
 
-def sft(model, items, fmt, steps, lr, batch, seed, eval_fn=None, eval_every=0, patience=0):
+def sft(model, items, fmt, steps, lr, batch, seed, eval_fn=None, eval_every=0, patience=0, slip=0.0):
     """AdamW with warm-up and cosine decay on the response-masked loss; optional validation every
     ``eval_every`` steps, stopping early when it has not improved by 1 point for ``patience`` evals."""
     length = ar.max_length(items, fmt)
-    ids, mask = pack(TOK, *ar.examples(items, fmt), length=length)
+    ids, mask = pack(TOK, *ar.examples(items, fmt, slip, seed), length=length)
     x, y = ids[:, :-1], ids[:, 1:].masked_fill(mask == 0, -1)
     g = torch.Generator().manual_seed(run_seed(seed))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.99))
@@ -152,7 +152,7 @@ def run_sft(args) -> dict:
             continue
         seed_everything(args.seed)
         model = GPT(model_config(args))
-        rec = sft(model, train, fmt, steps, args.lr, args.batch, args.seed)
+        rec = sft(model, train, fmt, steps, args.lr, args.batch, args.seed, slip=args.slip)
         rec["params"] = model.num_params()
         t0 = time.perf_counter()
         rec["accuracy"], rec["response_chars"] = {}, {}
@@ -231,7 +231,7 @@ def run_grpo(args) -> dict:
     else:
         rec = sft(model, train, "worked", args.steps, args.lr, args.batch, args.seed,
                   eval_fn=lambda m: accuracy(m, val, args.block)[0], eval_every=args.eval_every,
-                  patience=args.patience)
+                  patience=args.patience, slip=args.slip)
         torch.save(model.state_dict(), f"/tmp/rl/sft_start_{args.tag}_{args.seed}.pt")
     out["sft"] = rec
     print("sft", json.dumps(rec), flush=True)
@@ -362,6 +362,7 @@ def main() -> None:
     ap.add_argument("--direct-steps", type=int, default=0)
     ap.add_argument("--formats", nargs="+", default=["direct", "worked"])
     ap.add_argument("--rm-steps", type=int, default=300)
+    ap.add_argument("--slip", type=float, default=0.0, help="the teacher's slip rate (ar.teacher)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--save-model", action="store_true")
     ap.add_argument("--no-save", action="store_true")

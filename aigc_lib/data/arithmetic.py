@@ -21,6 +21,14 @@ Two ways to write the answer after the prompt ``"357+68:"``:
 :func:`verify` reads the final answer, the digits after the one ``#``, and scores 1 if it is
 right and 0 otherwise: no answer, two answers, or anything but digits score 0 and nothing raises.
 
+**An imperfect teacher.** Real demonstrations contain mistakes: annotators slip, and a model that
+writes traces for another to imitate is wrong some of the time. :func:`teacher` writes a response
+as the rules do, except that with probability ``slip_rate`` it slips once: one step's sum is off by
+one and everything after it follows from the slip, so the trace stays self-consistent and its
+final answer is wrong. Whether a problem slips, and where, is a hash of the prompt and ``seed``:
+the direct and worked teachers slip on the same problems, to the same wrong answers. Supervised
+fine-tuning imitates the slips along with the rest; a verified reward does not reward them.
+
 Splits belong to the problems, not to a run: :func:`split_of` hashes the prompt, so a problem
 is in ``"train"``, ``"validation"`` or ``"test"`` whatever the seed (and ``AIGC_SEED_OFFSET``),
 and sizes above the trained ones (the ``longer`` problems) are never trained on.
@@ -103,6 +111,60 @@ def worked(problem: Problem) -> str:
     return f"{text}{ANSWER}{problem.answer}\n"
 
 
+def slipped_steps(problem: Problem, at: int, delta: int) -> list[tuple[int, int, int, int]]:
+    """The worked steps with step ``at``'s sum changed by ``delta`` (a slip); later steps take
+    their carry from the slipped sum, so the trace stays consistent with its (wrong) answer."""
+    a = str(problem.a)[::-1]
+    b = str(problem.b)[::-1] if problem.op == "+" else None
+    if not 0 <= at < len(a):
+        raise ValueError(f"a slip happens at a step 0..{len(a) - 1}, got {at}")
+    out, carry = [], 0
+    for i, ch in enumerate(a):
+        x = int(ch)
+        y = (int(b[i]) if i < len(b) else 0) if b is not None else problem.b
+        s = (x + y + carry if problem.op == "+" else x * y + carry) + (delta if i == at else 0)
+        if s < 0:
+            raise ValueError(f"a slip of {delta} at step {at} makes a negative sum")
+        out.append((x, y, carry, s))
+        carry = s // 10
+    return out
+
+
+def answer_of(steps_: Sequence[tuple[int, int, int, int]]) -> int:
+    """The number a worked trace spells: each step's last digit, the last step's whole sum on top."""
+    *low, last = steps_
+    return int(str(last[3]) + "".join(str(s % 10) for *_, s in reversed(low)))
+
+
+def _slip(problem: Problem, slip_rate: float, seed: int) -> tuple[int, int] | None:
+    """``(step, delta)`` of the teacher's slip on this problem, or ``None``: a hash of prompt and seed."""
+    h = zlib.crc32(f"{seed}:{problem.prompt}".encode())
+    if (h % 100_000) / 100_000 >= slip_rate:
+        return None
+    at = (h // 100_000) % problem.size
+    s = steps(problem)[at][3]
+    delta = -1 if (h // 7) % 2 and s > 0 else 1
+    return at, delta
+
+
+def teacher(problem: Problem, fmt: str, slip_rate: float = 0.0, seed: int = 0) -> str:
+    """The response of a teacher that slips on a share ``slip_rate`` of problems (see the module
+    docstring); ``slip_rate=0`` is :func:`response`."""
+    if not 0.0 <= slip_rate <= 1.0:
+        raise ValueError(f"slip_rate is a probability in [0, 1], got {slip_rate}")
+    slip = _slip(problem, slip_rate, seed) if slip_rate else None
+    if slip is None:
+        return response(problem, fmt)
+    trace = slipped_steps(problem, *slip)
+    answer = answer_of(trace)
+    if fmt == "direct":
+        return f"{ANSWER}{answer}\n"
+    if fmt == "worked":
+        text = ",".join(f"{x}{problem.op}{y}+{c}={s}" for x, y, c, s in trace)
+        return f"{text}{ANSWER}{answer}\n"
+    raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+
+
 def response(problem: Problem, fmt: str) -> str:
     """The response in format ``fmt`` (``"direct"`` or ``"worked"``)."""
     if fmt == "direct":
@@ -163,10 +225,11 @@ def problems(n: int, sizes: Iterable[int], split: str | None = "train", op: str 
     return out
 
 
-def examples(items: Sequence[Problem], fmt: str) -> tuple[list[str], list[str]]:
+def examples(items: Sequence[Problem], fmt: str, slip_rate: float = 0.0, seed: int = 0
+             ) -> tuple[list[str], list[str]]:
     """``(prompts, responses)`` for supervised fine-tuning (pack them with
-    :func:`aigc_lib.training.finetune.pack`)."""
-    return [p.prompt for p in items], [response(p, fmt) for p in items]
+    :func:`aigc_lib.training.finetune.pack`), written by :func:`teacher`."""
+    return [p.prompt for p in items], [teacher(p, fmt, slip_rate, seed) for p in items]
 
 
 def max_length(items: Iterable[Problem], fmt: str) -> int:

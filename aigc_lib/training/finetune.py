@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -63,9 +63,13 @@ def sft_targets(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 def train_sft(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, *, steps: int, batch_size: int,
-              lr: float, seed: int = 0, progress: bool = True) -> dict:
-    """AdamW on the response-masked loss over random batches of the packed examples, with a cosine
-    learning-rate decay to zero. Returns ``{"loss": [...]}`` per step."""
+              lr: float, seed: int = 0, progress: bool = True, warmup_steps: int = 0, weight_decay: float = 0.0,
+              final_lr: float = 0.0, evaluate: Callable[[nn.Module], float] | None = None,
+              eval_interval: int = 0) -> dict:
+    """AdamW on the response-masked loss over random batches of the packed examples: the learning
+    rate rises linearly over ``warmup_steps``, then decays on a cosine to ``final_lr`` times ``lr``.
+    Returns ``{"loss": [...]}`` per step, and with ``evaluate`` and ``eval_interval``,
+    ``"eval": [(step, evaluate(model)), ...]`` every ``eval_interval`` steps."""
     x, y = sft_targets(ids, mask)
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(run_seed(seed))
@@ -75,10 +79,28 @@ def train_sft(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, *, steps:
             i = torch.randint(len(x), (batch_size,), generator=g)
             yield x[i].to(device), y[i].to(device)
 
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    schedule = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-    return train_steps(model, batches(), lambda m, b: m(*b)[1], steps=steps, optimizer=optimizer,
-                       scheduler=schedule, grad_clip=1.0, desc="SFT", progress=progress)
+    def factor(s: int) -> float:
+        if s < warmup_steps:
+            return (s + 1) / warmup_steps
+        done = (s - warmup_steps) / max(1, steps - warmup_steps)
+        return final_lr + (1 - final_lr) * 0.5 * (1 + math.cos(math.pi * done))
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if evaluate is None or eval_interval <= 0:
+        return train_steps(model, batches(), lambda m, b: m(*b)[1], steps=steps, optimizer=optimizer,
+                           scheduler=lambda _: schedule, grad_clip=1.0, desc="SFT", progress=progress)
+    history: dict = {"loss": [], "eval": []}
+    it, done = batches(), 0
+    while done < steps:  # the same batches and schedule, evaluated every eval_interval steps
+        n = min(eval_interval, steps - done)
+        part = train_steps(model, it, lambda m, b: m(*b)[1], steps=n, optimizer=optimizer,
+                           scheduler=lambda _: schedule, grad_clip=1.0, desc="SFT", progress=progress)
+        history["loss"] += part["loss"]
+        done += n
+        history["eval"].append((done, evaluate(model)))
+    return history
 
 
 @torch.no_grad()

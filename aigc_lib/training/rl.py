@@ -67,6 +67,28 @@ def majority_vote(answers: Sequence[Hashable | None]) -> Hashable | None:
     return next(a for a in answers if a is not None and votes[a] == best)
 
 
+def sampled_accuracy(samples: Sequence[Sequence[str]], answers: Sequence[Hashable],
+                     extract: Callable[[str], Hashable | None], ks: Sequence[int] = (1, 2, 4, 8, 16)) -> dict:
+    """Test-time compute from ``n`` sampled responses per problem (``samples[i]`` answer a problem
+    whose right answer is ``answers[i]``; ``extract`` reads a response's answer, ``None`` if it has
+    none): ``pass_at_k[k]`` (the unbiased estimator averaged over problems), ``majority_at_k[k]``
+    (the share of problems whose :func:`majority_vote` over their first ``k`` samples is right) and
+    ``chars`` (mean characters per response: what one sample costs)."""
+    if len(samples) != len(answers) or not answers:
+        raise ValueError(f"need one list of samples per problem, got {len(samples)} for {len(answers)}")
+    n = len(samples[0])
+    if n < 1 or any(len(s) != n for s in samples):
+        raise ValueError("every problem needs the same number (>= 1) of samples")
+    got = [[extract(t) for t in texts] for texts in samples]
+    out = {"n": n, "pass_at_k": {}, "majority_at_k": {},
+           "chars": sum(len(t) for texts in samples for t in texts) / (n * len(answers))}
+    for k in (k for k in ks if k <= n):
+        out["pass_at_k"][k] = sum(pass_at_k(n, sum(a == y for a in g), k)
+                                  for g, y in zip(got, answers)) / len(answers)
+        out["majority_at_k"][k] = sum(majority_vote(g[:k]) == y for g, y in zip(got, answers)) / len(answers)
+    return out
+
+
 # ----------------------------------------------------------------------------- reward model
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
     """The reward model's loss on preference pairs (Bradley & Terry 1952; Ouyang et al. 2022)::
@@ -269,33 +291,36 @@ def token_logprobs(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
 def sample_groups(model: nn.Module, tokenizer, prompts: Sequence[str], group_size: int, max_new_tokens: int, *,
                   temperature: float = 1.0, stop: str = "\n", generator: torch.Generator | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """``group_size`` sampled responses to each prompt, with :func:`aigc_lib.sampling.generate`.
+    """``group_size`` sampled responses to each prompt, with :func:`aigc_lib.sampling.generate`
+    (prompts of the same length in one batch).
 
     Returns ``ids`` (B x T, B = len(prompts) * group_size, prompt + response, right-padded with
-    the stop token), ``mask`` (B x (T-1), 1 where the *target* ``ids[:, t+1]`` is a response token,
-    the stop token included) and the responses as text (cut after the stop)."""
+    the stop token; the responses to prompt ``i`` are rows ``i * group_size`` to
+    ``(i + 1) * group_size - 1``), ``mask`` (B x (T-1), 1 where the *target* ``ids[:, t+1]`` is a
+    response token, the stop token included) and the responses as text (cut after the stop)."""
     device = model_device(model)
     stop_id = tokenizer.encode(stop)[0]
-    rows, masks, texts = [], [], []
-    for prompt in prompts:
-        p = tokenizer.encode(prompt)
-        new = min(max_new_tokens, model.config.block_size - len(p) + 1)
-        out = generate(model, torch.tensor([p], device=device), new, do_sample=True, temperature=temperature,
-                       num_return_sequences=group_size, eos_token_id=stop_id, generator=generator)
-        for row in out.tolist():
-            response = row[len(p):]
-            if stop_id in response:
-                response = response[:response.index(stop_id) + 1]
-            rows.append(p + response)
-            masks.append((len(p), len(p) + len(response)))
-            texts.append(tokenizer.decode(response))
+    encoded = [tokenizer.encode(p) for p in prompts]
+    by_length: dict[int, list[int]] = {}
+    for i, p in enumerate(encoded):
+        by_length.setdefault(len(p), []).append(i)
+    responses: list[list[int]] = [[] for _ in range(len(prompts) * group_size)]
+    for length, which in sorted(by_length.items()):
+        new = min(max_new_tokens, model.config.block_size - length + 1)
+        out = generate(model, torch.tensor([encoded[i] for i in which], device=device), new, do_sample=True,
+                       temperature=temperature, num_return_sequences=group_size, eos_token_id=stop_id,
+                       generator=generator)
+        for r, row in enumerate(out[:, length:].tolist()):
+            responses[which[r // group_size] * group_size + r % group_size] = \
+                row[:row.index(stop_id) + 1] if stop_id in row else row
+    rows = [encoded[k // group_size] + r for k, r in enumerate(responses)]
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), stop_id, dtype=torch.long)
     mask = torch.zeros(len(rows), width - 1)
-    for i, (row, (start, end)) in enumerate(zip(rows, masks)):
-        ids[i, :len(row)] = torch.tensor(row)
-        mask[i, start - 1:end - 1] = 1.0
-    return ids.to(device), mask.to(device), texts
+    for k, (row, response) in enumerate(zip(rows, responses)):
+        ids[k, :len(row)] = torch.tensor(row)
+        mask[k, len(row) - len(response) - 1:len(row) - 1] = 1.0
+    return ids.to(device), mask.to(device), [tokenizer.decode(r) for r in responses]
 
 
 @dataclass

@@ -21,6 +21,7 @@ from aigc_lib.zoo.images import (FAMILIES, GAN_KINDS, Classifier, FakeDetector, 
                                  generated_digits)
 from aigc_lib.zoo.melody import MelodyGPT
 from aigc_lib.zoo.llm import LLM_PIECES, LLMPieceGPT
+from aigc_lib.zoo.reasoning import ArithmeticGRPO, ArithmeticRewardModel, ArithmeticSFT
 from aigc_lib.zoo.recipe import Recipe
 from aigc_lib.zoo.reversal import ReversalGPT
 from aigc_lib.zoo.ring import RING_KINDS, RingGAN, RingVAE, ring_gans
@@ -30,7 +31,8 @@ from aigc_lib.zoo.text import (BASELINE_ORDER, MEMORIZATION_SIZES, MODERN_SWITCH
 
 RECIPES: tuple[type[Recipe], ...] = (Classifier, RingGAN, MNISTGAN, RingVAE, MNISTVAE, RingDiffusion, MNISTDiffusion,
                                      MNISTLatentDiffusion, RingFlow, RingReflow, MNISTFlow, ReversalGPT, ShakespeareGPT, ModernShakespeareGPT, LLMPieceGPT, MelodyGPT, FakeDetector,
-                                     SmallTextGPT, DistilledGPT, PoemGPT, InstructionGPT, QuestionDPO)
+                                     SmallTextGPT, DistilledGPT, PoemGPT, InstructionGPT, QuestionDPO,
+                                     ArithmeticSFT, ArithmeticRewardModel, ArithmeticGRPO)
 
 
 def mnist_classifier(progress: bool = True, **overrides):
@@ -150,7 +152,23 @@ def question_dpo(progress: bool = True, **overrides):
     return QuestionDPO().replace(**overrides).load(progress)
 
 
-__all__ = ["BASELINE_ORDER", "Classifier", "DistilledGPT", "FakeDetector", "FAMILIES", "FINETUNE_METHODS",
+def arithmetic_sft(format: str = "worked", progress: bool = True, **overrides):
+    """``(model, history)``: the reasoning chapter's GPT after SFT on the teacher's ``format`` ("direct" or "worked")."""
+    return ArithmeticSFT(format=format).replace(**overrides).load(progress)
+
+
+def arithmetic_reward_model(progress: bool = True, **overrides):
+    """``(reward_model, history)``: the reasoning chapter's reward model, with best-of-n against it in the history."""
+    return ArithmeticRewardModel().replace(**overrides).load(progress)
+
+
+def arithmetic_grpo(progress: bool = True, **overrides):
+    """``(model, history)``: the reasoning chapter's worked SFT model after GRPO with the verifiable reward."""
+    return ArithmeticGRPO().replace(**overrides).load(progress)
+
+
+__all__ = ["ArithmeticGRPO", "ArithmeticRewardModel", "ArithmeticSFT", "arithmetic_grpo",
+           "arithmetic_reward_model", "arithmetic_sft", "BASELINE_ORDER", "Classifier", "DistilledGPT", "FakeDetector", "FAMILIES", "FINETUNE_METHODS",
            "GAN_KINDS", "InstructionGPT", "MelodyGPT", "MEMORIZATION_SIZES", "MNISTDiffusion", "MNISTGAN",
            "MNISTFlow", "MNISTLatentDiffusion", "MNISTVAE", "MODERN_SWITCHES", "ModernShakespeareGPT", "LLMPieceGPT", "LLM_PIECES", "PoemGPT", "QuestionDPO", "Recipe", "RECIPES", "ReversalGPT",
            "RING_KINDS", "RingDiffusion", "RingFlow", "RingReflow", "RingGAN", "RingVAE", "ShakespeareGPT", "SmallTextGPT", "catalog",
