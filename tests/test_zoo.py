@@ -229,7 +229,7 @@ def test_every_recipe_has_a_zoo_function():
                  "PoemGPT": "poem_gpt", "InstructionGPT": "instruction_gpt", "QuestionDPO": "question_dpo",
                  "RingFlow": "ring_flow", "RingReflow": "ring_reflow", "MNISTFlow": "mnist_flow",
                  "ArithmeticSFT": "arithmetic_sft", "ArithmeticRewardModel": "arithmetic_reward_model",
-                 "ArithmeticGRPO": "arithmetic_grpo"}
+                 "ArithmeticGRPO": "arithmetic_grpo", "MNISTCLIP": "mnist_clip", "TextToImage": "text_to_image"}
     for cls in zoo.RECIPES:
         assert callable(getattr(zoo, functions[cls.__name__])), cls.__name__
         assert cls.__name__ in zoo.__all__

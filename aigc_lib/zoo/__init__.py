@@ -25,6 +25,7 @@ from aigc_lib.zoo.reasoning import ArithmeticGRPO, ArithmeticRewardModel, Arithm
 from aigc_lib.zoo.recipe import Recipe
 from aigc_lib.zoo.reversal import ReversalGPT
 from aigc_lib.zoo.ring import RING_KINDS, RingGAN, RingVAE, ring_gans
+from aigc_lib.zoo.text2image import MNISTCLIP, TextToImage
 from aigc_lib.zoo.text import (BASELINE_ORDER, MEMORIZATION_SIZES, MODERN_SWITCHES, DistilledGPT, ModernShakespeareGPT,
                                ShakespeareGPT, SmallTextGPT,
                                char_tokenizer, shakespeare_ngram)
@@ -32,7 +33,7 @@ from aigc_lib.zoo.text import (BASELINE_ORDER, MEMORIZATION_SIZES, MODERN_SWITCH
 RECIPES: tuple[type[Recipe], ...] = (Classifier, RingGAN, MNISTGAN, RingVAE, MNISTVAE, RingDiffusion, MNISTDiffusion,
                                      MNISTLatentDiffusion, RingFlow, RingReflow, MNISTFlow, ReversalGPT, ShakespeareGPT, ModernShakespeareGPT, LLMPieceGPT, MelodyGPT, FakeDetector,
                                      SmallTextGPT, DistilledGPT, PoemGPT, InstructionGPT, QuestionDPO,
-                                     ArithmeticSFT, ArithmeticRewardModel, ArithmeticGRPO)
+                                     ArithmeticSFT, ArithmeticRewardModel, ArithmeticGRPO, MNISTCLIP, TextToImage)
 
 
 def mnist_classifier(progress: bool = True, **overrides):
@@ -130,6 +131,17 @@ def melody_gpt(progress: bool = True, **overrides):
     return MelodyGPT().replace(**overrides).load(progress)
 
 
+def mnist_clip(progress: bool = True, **overrides):
+    """``(clip, tokenizer, history)``: the applications chapter's CLIP of captioned digits."""
+    return MNISTCLIP().replace(**overrides).load(progress)
+
+
+def text_to_image(progress: bool = True, **overrides):
+    """``(model, tokenizer, history)``: the applications chapter's text-to-image diffusion model;
+    ``history["table"]`` holds its evaluation."""
+    return TextToImage().replace(**overrides).load(progress)
+
+
 def catalog() -> list[dict]:
     """One row per trained model of the book: its cache name, chapter (the stem of the notebook that
     trains it, e.g. ``"gan"``: numbers come from the table of contents), quick-profile cost and summary."""
@@ -167,7 +179,7 @@ def arithmetic_grpo(progress: bool = True, **overrides):
     return ArithmeticGRPO().replace(**overrides).load(progress)
 
 
-__all__ = ["ArithmeticGRPO", "ArithmeticRewardModel", "ArithmeticSFT", "arithmetic_grpo",
+__all__ = ["MNISTCLIP", "TextToImage", "mnist_clip", "text_to_image", "ArithmeticGRPO", "ArithmeticRewardModel", "ArithmeticSFT", "arithmetic_grpo",
            "arithmetic_reward_model", "arithmetic_sft", "BASELINE_ORDER", "Classifier", "DistilledGPT", "FakeDetector", "FAMILIES", "FINETUNE_METHODS",
            "GAN_KINDS", "InstructionGPT", "MelodyGPT", "MEMORIZATION_SIZES", "MNISTDiffusion", "MNISTGAN",
            "MNISTFlow", "MNISTLatentDiffusion", "MNISTVAE", "MODERN_SWITCHES", "ModernShakespeareGPT", "LLMPieceGPT", "LLM_PIECES", "PoemGPT", "QuestionDPO", "Recipe", "RECIPES", "ReversalGPT",
