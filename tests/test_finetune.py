@@ -248,7 +248,7 @@ def test_instruction_examples_fit_the_context_and_held_out_lines_are_new():
 
 
 # ----------------------------------------------------------------------------- the recipes, tiny
-def test_the_chapter_9_recipes_train_tiny_and_record_what_the_chapter_reads(tmp_path, monkeypatch):
+def test_the_finetuning_recipes_train_tiny_and_record_what_the_chapter_reads(tmp_path, monkeypatch):
     from aigc_lib import zoo
 
     monkeypatch.setenv("AIGC_CACHE", str(tmp_path))
