@@ -10,7 +10,9 @@ by a verifier.
 * :class:`ArithmeticGRPO`: GRPO from the worked SFT model with the verifiable reward.
 
 Each recipe measures itself when it trains (greedy accuracy per problem size, pass@k and majority
-vote from 16 samples, the KL to the start), so the chapter reads its results from the cache.
+vote from 16 samples, the KL to the start), so the chapter reads its results from the cache. The
+model is tiny, so each recipe trains and evaluates on one thread (``threads``): as fast as two
+here, the same run bit for bit on any machine, and no stall when other jobs share the cores.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from aigc_lib.config import by_profile, device, generator, run_seed, seed_everything
+from aigc_lib.config import by_profile, device, generator, pinned_threads, run_seed, seed_everything
 from aigc_lib.data import arithmetic as ar
 from aigc_lib.models.gpt import GPT, GPTConfig
 from aigc_lib.models.reward import RewardModel
@@ -107,6 +109,7 @@ class ArithmeticSFT(Recipe):
     eval_interval: int = 100
     n_test: int = 200
     seed: int = 0
+    threads: int = 1  # PyTorch threads while it trains and evaluates: 1 repeats bit for bit on any machine
     model: GPTConfig = field(default_factory=_model_config)
 
     def __post_init__(self):
@@ -122,6 +125,10 @@ class ArithmeticSFT(Recipe):
         return GPT(self.model)
 
     def fit(self, model: GPT, progress: bool) -> dict:
+        with pinned_threads(self.threads):
+            return self._fit(model, progress)
+
+    def _fit(self, model: GPT, progress: bool) -> dict:
         tok, train = ar.tokenizer(), train_problems(self.n_train, self.seed)
         prompts, responses = ar.examples(train, self.format, self.slip_rate, self.seed)
         length = max(len(p) + len(r) for p, r in zip(prompts, responses))  # no wasted padding
@@ -167,6 +174,7 @@ class ArithmeticRewardModel(Recipe):
     lr: float = 3e-4
     n_test: int = 200
     seed: int = 0
+    threads: int = 1
     base: ArithmeticSFT = field(default_factory=ArithmeticSFT)
 
     def build(self) -> RewardModel:
@@ -174,6 +182,10 @@ class ArithmeticRewardModel(Recipe):
         return RewardModel(copy.deepcopy(policy).cpu())
 
     def fit(self, model: RewardModel, progress: bool) -> dict:
+        with pinned_threads(self.threads):
+            return self._fit(model, progress)
+
+    def _fit(self, model: RewardModel, progress: bool) -> dict:
         tok, policy = ar.tokenizer(), self.base.load(progress=False)[0].to(device())
         g = generator(self.seed)
         pool = ar.problems(self.n_problems, [3, 4], "train", seed=self.seed + 700)
@@ -235,6 +247,7 @@ class ArithmeticGRPO(Recipe):
     n_pool: int = 2000
     n_val: int = 150
     seed: int = 0  # the run's seed (``grpo.seed`` is replaced by it)
+    threads: int = 1
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(
         steps=by_profile(quick=250, full=1000), prompts_per_step=16, group_size=8, max_new_tokens=96,
         lr=1e-4, warmup_steps=10, beta=0.04, updates_per_batch=2, eval_interval=50))
@@ -244,6 +257,10 @@ class ArithmeticGRPO(Recipe):
         return copy.deepcopy(self.base.load(progress=False)[0]).cpu()
 
     def fit(self, model: GPT, progress: bool) -> dict:
+        with pinned_threads(self.threads):
+            return self._fit(model, progress)
+
+    def _fit(self, model: GPT, progress: bool) -> dict:
         tok, reference = ar.tokenizer(), copy.deepcopy(model).to(device()).eval()
         model.to(device())
         config = dataclasses.replace(self.grpo, seed=self.seed)
