@@ -11,8 +11,10 @@ by a verifier.
 
 Each recipe measures itself when it trains (greedy accuracy per problem size, pass@k and majority
 vote from 16 samples, the KL to the start), so the chapter reads its results from the cache. The
-model is tiny, so each recipe trains and evaluates on one thread (``threads``): as fast as two
-here, the same run bit for bit on any machine, and no stall when other jobs share the cores.
+model is tiny, so each recipe trains and evaluates on one thread (``threads``): the same run bit
+for bit on the same CPU and libraries however busy the machine (GRPO's sampling amplifies any
+change in the order of a sum), and no stall when other jobs share the cores (a GRPO step took
+0.8 s on one thread and 2.0 s on two beside another job; idle, SFT is about 1.6x slower on one).
 """
 from __future__ import annotations
 
@@ -96,7 +98,7 @@ class ArithmeticSFT(Recipe):
     """
 
     name, variant, version = "arithmetic-sft", "format", 1
-    chapter, cost = "reasoning", "35-50 s direct, 110-125 s worked"
+    chapter, cost = "reasoning", "55 s direct, 190 s worked, on one thread"
     smoke_settings = dict(n_train=200, steps=3, batch_size=8, n_val=6, n_test=4, eval_interval=2)
     format: str = "worked"
     slip_rate: float = 0.3
@@ -109,7 +111,7 @@ class ArithmeticSFT(Recipe):
     eval_interval: int = 100
     n_test: int = 200
     seed: int = 0
-    threads: int = 1  # PyTorch threads while it trains and evaluates: 1 repeats bit for bit on any machine
+    threads: int = 1  # PyTorch threads while it trains and evaluates (1: the run repeats bit for bit)
     model: GPTConfig = field(default_factory=_model_config)
 
     def __post_init__(self):
@@ -165,7 +167,7 @@ class ArithmeticRewardModel(Recipe):
     """
 
     name, version = "arithmetic-reward-model", 1
-    chapter, cost = "reasoning", "27-45 s, after arithmetic-sft"
+    chapter, cost = "reasoning", "45 s, after arithmetic-sft"
     smoke_settings = dict(n_problems=20, samples=4, steps=2, batch_size=4, n_test=4)
     n_problems: int = 400
     samples: int = 8
@@ -241,7 +243,7 @@ class ArithmeticGRPO(Recipe):
     """
 
     name, version = "arithmetic-grpo", 1
-    chapter, cost = "reasoning", "140-165 s, after arithmetic-sft"
+    chapter, cost = "reasoning", "210 s, after arithmetic-sft"
     smoke_settings = dict(n_pool=20, n_val=6, grpo=GRPOConfig(steps=2, prompts_per_step=2, group_size=2,
                                                                  max_new_tokens=96, eval_interval=1))
     n_pool: int = 2000
