@@ -154,20 +154,10 @@ class TextUNet(UNet):
         emb = self.time(timestep_embedding(t, config.channels))
         if self.pool is not None:
             emb = emb + self.pool(pooled)
-        h = self.stem(self.fold(x))
-        skips = []
-        for lvl, layers in enumerate(self.down):
-            h = self._run(layers, h, emb)
-            skips.append(h)
-            if lvl < len(self.downsample):
-                h = self.downsample[lvl](h)
-        h = self._run(self.mid, h, emb)
-        for i, layers in enumerate(self.up):
-            h = self._run(layers, torch.cat([h, skips.pop()], dim=1), emb)
-            if i < len(self.upsample):
-                h = self.upsample[i](h)
-        self._context = self._mask = None
-        return self.unfold(self.out(h))
+        try:
+            return self.trunk(x, emb)  # the U-Net's paths; _run adds the cross-attention
+        finally:
+            self._context = self._mask = None
 
 
 PREDICTIONS = ("eps", "v")

@@ -135,6 +135,11 @@ class UNet(nn.Module):
         emb = self.time(timestep_embedding(t, config.channels))
         if self.label is not None:
             emb = emb + self.label(null_labels(y, len(x), self.n_classes, x.device))
+        return self.trunk(x, emb)
+
+    def trunk(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """The down path, the middle and the up path with its skips, for images ``x`` and the
+        embedding ``emb`` of time (and condition) that every residual block reads."""
         h = self.stem(self.fold(x))
         skips = []
         for lvl, layers in enumerate(self.down):
