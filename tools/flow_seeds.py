@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from seed_sweep import run_offsets
+
 SCORE = r"""
 import json, os
 from aigc_lib import zoo
@@ -57,18 +59,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     results = {}
     uniform = {}  # the ablation: the same recipes with t uniform on [0, 1]
-    for k in args.offsets:
-        for overrides, into in (({}, results), ({"t_exponent": 1.0}, uniform)):
-            env = {**os.environ, "AIGC_SEED_OFFSET": str(k), "FLOW_OVERRIDES": json.dumps(overrides)}
-            start = time.perf_counter()
-            run = subprocess.run([sys.executable, "-c", SCORE], env=env, capture_output=True, text=True)
-            line = next((x for x in run.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if line is None:
-                print(run.stdout[-2000:], run.stderr[-4000:], file=sys.stderr)
-                return 1
-            report = json.loads(line[len("RESULT "):])
+    for overrides, into in (({}, results), ({"t_exponent": 1.0}, uniform)):
+        for k, report in run_offsets(SCORE, args.offsets, env={"FLOW_OVERRIDES": json.dumps(overrides)}).items():
             into[k] = {**report, "claims": claims(report)}
-            print(f"offset {k} {overrides} ({time.perf_counter() - start:.0f} s): {report}", flush=True)
+            print(f"offset {k} {overrides}: {report}", flush=True)
     names = list(next(iter(results.values()))["claims"])
     print(f"\n{'claim':58s} " + " ".join(f"o{k}" for k in results) + "  holds at")
     for name in names:

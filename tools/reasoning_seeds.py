@@ -15,9 +15,10 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
+
+from seed_sweep import run_offsets
 
 REPORT = r"""
 import json
@@ -67,17 +68,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("offsets", nargs="+", type=int)
     parser.add_argument("--json", help="write the reports per offset here")
+    parser.add_argument("--jobs", type=int, default=1, help="offsets run at once (one thread each)")
     args = parser.parse_args(argv)
     results = {}
-    for k in args.offsets:
-        env = {**os.environ, "AIGC_SEED_OFFSET": str(k), "AIGC_PROFILE": os.environ.get("AIGC_PROFILE", "quick")}
-        t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", REPORT], env=env, capture_output=True, text=True)
-        if out.returncode:
-            print(out.stderr[-3000:], file=sys.stderr)
-            return out.returncode
-        report = json.loads(next(line[7:] for line in out.stdout.splitlines() if line.startswith("RESULT ")))
-        report = json.loads(json.dumps(report))  # int keys as strings, as in the record
+    t0 = time.perf_counter()
+    env = {"AIGC_PROFILE": os.environ.get("AIGC_PROFILE", "quick")}
+    for k, report in run_offsets(REPORT, args.offsets, args.jobs, env).items():
         results[k] = {"report": report, "headline": headline(report),
                       "seconds_this_run": time.perf_counter() - t0}
         print(f"offset {k}:", json.dumps(results[k]["headline"]), flush=True)

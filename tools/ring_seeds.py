@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from seed_sweep import run_offsets
+
 SCORE = r"""
 import json
 import aigc_lib
@@ -70,14 +72,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the mode counts and claims per offset here")
     args = parser.parse_args(argv)
     results = {}
-    for k in args.offsets:
-        env = {**os.environ, "AIGC_SEED_OFFSET": str(k)}
-        run = subprocess.run([sys.executable, "-c", SCORE], env=env, capture_output=True, text=True)
-        line = next((x for x in run.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            print(run.stdout[-2000:], run.stderr[-4000:], file=sys.stderr)
-            return 1
-        modes = json.loads(line[len("RESULT "):])
+    for k, modes in run_offsets(SCORE, args.offsets).items():
         results[k] = {"modes": modes, "claims": claims(modes)}
         print(f"offset {k}: {modes}", flush=True)
     names = list(next(iter(results.values()))["claims"])
