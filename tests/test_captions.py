@@ -77,3 +77,15 @@ def test_tokenizer_round_trip_and_errors():
         parse_caption("seven eight")
     with pytest.raises(ValueError, match="family"):
         caption(3, "poetry")
+
+
+def test_held_out_phrasings_use_only_trained_words_and_ordinals_have_no_shortcut():
+    g = torch.Generator().manual_seed(3)
+    seen = {w for f in ("name", "ordinal", "chinese", "attribute") for t, _, _ in prompts(f, "seen", 200, g)
+            for w in WordTokenizer.split(t)}
+    for family in ("name", "ordinal", "chinese", "attribute"):
+        for text, _, _ in prompts(family, "held-out", 100, g):
+            assert set(WordTokenizer.split(text)) <= seen, text   # new combinations, not new words
+    pairs = {(n, d) for t in TEMPLATES["ordinal"]["seen"] for n in ("digit", "number") for d in ("after", "before")
+             if n in t and d in t}
+    assert len(pairs) == 4  # each noun with each direction: only the direction word tells the digit

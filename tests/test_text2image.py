@@ -77,6 +77,25 @@ def test_text_unet_guidance_and_errors():
     assert not any(p.requires_grad for p in model.net.text.parameters())  # frozen text encoder
 
 
+def test_guidance_rescale_equals_diffusers():
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
+
+    tok = WordTokenizer()
+    model = _tiny(tok).eval()
+    model.prediction = "v"  # rescaling acts on the network's output, v here as in SD 2's pipelines
+    xt, ids, t = torch.randn(2, 1, 28, 28), tok(["seven", "a thin two"]), 50
+    tt = torch.full((2,), t)
+    with torch.no_grad():
+        out_c, out_u = model.net(xt, tt, ids), model.net(xt, tt, tok(["", ""]))
+        ref = rescale_noise_cfg(out_u + 3 * (out_c - out_u), out_c, guidance_rescale=0.7)
+        model.guidance_rescale = 0.7
+        ab = model.schedule.alpha_bar[t]
+        torch.testing.assert_close(model.eps(xt, t, ids, 3.0), (1 - ab).sqrt() * xt + ab.sqrt() * ref,
+                                   rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="guidance_rescale"):
+        TextDiffusion(model.net, tok(""), T=100, guidance_rescale=1.5)
+
+
 def test_tiny_text_diffusion_training_lowers_the_loss():
     tok = WordTokenizer()
     model = _tiny(tok)

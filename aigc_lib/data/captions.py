@@ -4,7 +4,8 @@ A caption names the digit in one of several *families* and may add *attributes* 
 the image itself, so a generated image can be checked against the words that asked for it:
 
 * ``name``: the digit as a word or a numeral ("seven", "7", "the digit seven");
-* ``ordinal``: a relation to a neighbour ("the digit after six", "the number before eight");
+* ``ordinal``: a relation to a neighbour ("the digit after six", "the number before eight"),
+  every noun with every direction, so that only "after" or "before" tells the digit;
 * ``chinese``: the Chinese numeral (七);
 * ``attribute``: the digit with one or two measured attributes ("a thick, left-leaning seven");
 * ``arithmetic``: a sum or a difference ("three plus four"): never used in training, to show
@@ -16,7 +17,8 @@ area of the bounding box. Each is judged against the digit's own class (a thick 
 than two thirds of the training digits of its class), so "thick" means the same for a 1 and an 8.
 
 Held out from training, for measuring generalisation: some templates within the seen families
-(:data:`TEMPLATES` lists them under ``"held-out"``; their words all occur in seen templates) and
+(:data:`TEMPLATES` lists them under ``"held-out"``: seen words in new combinations, in the frame of
+a seen template, e.g. "a number before eight" where training said "the number before eight") and
 some attribute-digit combinations (:data:`HELD_OUT_COMBOS`: "a thick seven" is never a training
 caption, although thick digits and sevens are). :func:`parse_caption` recovers the digit and the
 attributes from any caption the rules write (the round trip is tested), and :class:`WordTokenizer`
@@ -41,8 +43,11 @@ TRAINED_FAMILIES = ("name", "ordinal", "chinese", "attribute")
 TEMPLATES = {
     "name": {"seen": ("{w}", "{n}", "the digit {w}", "a {w}"),
              "held-out": ("the number {w}", "the digit {n}")},
-    "ordinal": {"seen": ("the digit after {prev}", "the number before {next}"),
-                "held-out": ("the number after {prev}", "the digit before {next}")},
+    # every noun with every direction, so only "after"/"before" tells the digit (no shortcut)
+    "ordinal": {"seen": ("the digit after {prev}", "the number after {prev}",
+                         "the digit before {next}", "the number before {next}"),
+                "held-out": ("a digit after {prev}", "a number after {prev}", "a digit before {next}",
+                             "a number before {next}")},
     "chinese": {"seen": ("{zh}",), "held-out": ("the digit {zh}", "a {zh}")},
     "attribute": {"seen": ("a {adj} {w}",), "held-out": ("a {adj} {w}",)},
     "arithmetic": {"seen": (), "held-out": ("{a} plus {b}", "{a} minus {b}")},

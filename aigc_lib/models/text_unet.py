@@ -172,16 +172,22 @@ class TextDiffusion(Diffusion):
     ``v`` is close to ``-x0``, so a small network's error there does not blow up as the epsilon
     prediction's does when it is divided by ``sqrt(alpha_bar)``.
 
-    ``eps`` guides with ``eps_u + w (eps_c - eps_u)``, eps_u the prediction for the empty prompt
-    (or for ``negative``, a negative prompt, as Stable Diffusion's pipelines allow).
+    ``eps`` guides with ``g = out_u + w (out_c - out_u)``, out_u the prediction for the empty
+    prompt (or for ``negative``, a negative prompt, as Stable Diffusion's pipelines allow). With
+    ``guidance_rescale = phi > 0`` the guided prediction is pulled back to the spread of the
+    conditional one, ``phi g std(out_c) / std(g) + (1 - phi) g`` per sample (Lin et al., 2024;
+    ``diffusers``' ``guidance_rescale``, tested equal): large ``w`` then no longer overshoots the
+    pixel range.
     """
 
     def __init__(self, net: TextUNet, empty: torch.Tensor, T: int = 1000, schedule: str = "squaredcos_cap_v2",
-                 prediction: str = "eps"):
+                 prediction: str = "eps", guidance_rescale: float = 0.0):
         super().__init__(net, T, schedule, clip=1.0)
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-        self.prediction = prediction
+        if not 0 <= guidance_rescale <= 1:
+            raise ValueError(f"guidance_rescale must lie in [0, 1] (0: plain guidance), got {guidance_rescale}")
+        self.prediction, self.guidance_rescale = prediction, guidance_rescale
         self.n_classes = net.text_config.text.vocab_size  # conditional; y holds token ids
         self.register_buffer("empty", torch.as_tensor(empty, dtype=torch.long))
         self.negative: torch.Tensor | None = None
@@ -220,6 +226,10 @@ class TextDiffusion(Diffusion):
                             torch.cat([y, uncond[None].expand(len(xt), -1)]))
             out_c, out_u = both.chunk(2)
             out = out_u + guidance * (out_c - out_u)  # linear, so the same in eps or v
+            if self.guidance_rescale:
+                dims = list(range(1, out.dim()))
+                rescaled = out * out_c.std(dims, keepdim=True) / out.std(dims, keepdim=True)
+                out = self.guidance_rescale * rescaled + (1 - self.guidance_rescale) * out
         if self.prediction == "v":
             ab = self._ab(tt, xt)
             return (1 - ab).sqrt() * xt + ab.sqrt() * out
