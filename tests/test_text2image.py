@@ -96,6 +96,19 @@ def test_guidance_rescale_equals_diffusers():
         TextDiffusion(model.net, tok(""), T=100, guidance_rescale=1.5)
 
 
+def test_generate_overrides_the_rescale_for_one_call_only():
+    tok = WordTokenizer()
+    model = _tiny(tok).eval()
+    model.guidance_rescale = 0.7
+    plain = text2image.generate(model, tok, ["seven", "two"], guidance=3.0, steps=2, guidance_rescale=0.0)
+    assert model.guidance_rescale == 0.7  # restored
+    model.guidance_rescale = 0.0
+    torch.testing.assert_close(plain, text2image.generate(model, tok, ["seven", "two"], guidance=3.0, steps=2))
+    with pytest.raises(ValueError, match="guidance_rescale"):
+        text2image.generate(model, tok, ["seven"], steps=2, guidance_rescale=2.0)
+    assert model.guidance_rescale == 0.0
+
+
 def test_tiny_text_diffusion_training_lowers_the_loss():
     tok = WordTokenizer()
     model = _tiny(tok)

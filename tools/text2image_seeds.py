@@ -43,9 +43,8 @@ for template, step in (("a digit after {w}", 1), ("a number after {w}", 1), ("a 
 plain = {}  # seen name prompts at the sweep's scales: rescaled guidance (the recipe's) against plain
 texts = [f"the digit {WORDS[d]}" for d in range(10)] * 20
 for phi in (model.guidance_rescale, 0.0):
-    model.guidance_rescale = phi
     for w in (1.5, 3.0, 6.0):
-        read = clf.predict(generate(model, tok, texts, seed=11, guidance=w))
+        read = clf.predict(generate(model, tok, texts, seed=11, guidance=w, guidance_rescale=phi))
         plain[f"{phi}@{w}"] = (read == torch.arange(10).repeat(20)).float().mean().item()
 print("RESULT " + json.dumps({"clip": ch["retrieval"], "rescale_vs_plain": plain, "clip_seconds": ch["train_seconds"],
                   "diffusion_seconds": h["diffusion_seconds"], "eval_seconds": h["eval_seconds"],

@@ -103,11 +103,21 @@ class MNISTCLIP(Recipe):
 
 @torch.no_grad()
 def generate(model: TextDiffusion, tokenizer: WordTokenizer, texts: list[str], seed: int = 0,
-             guidance: float = 1.5, steps: int = 20, batch_size: int = 250) -> torch.Tensor:
-    """One image per prompt in [0, 1] (N x 1 x 28 x 28), DDIM with ``steps`` steps, noise from ``generator(seed)``."""
+             guidance: float = 1.5, steps: int = 20, batch_size: int = 250,
+             guidance_rescale: float | None = None) -> torch.Tensor:
+    """One image per prompt in [0, 1] (N x 1 x 28 x 28), DDIM with ``steps`` steps, noise from
+    ``generator(seed)``; ``guidance_rescale`` replaces the model's phi for this call (0: plain guidance)."""
     ids = tokenizer(list(texts)).to(model_device(model))
-    x = model.sample(len(texts), steps=steps, y=ids, guidance=guidance, generator=generator(seed),
-                     batch_size=batch_size)
+    own = model.guidance_rescale
+    if guidance_rescale is not None:
+        if not 0 <= guidance_rescale <= 1:
+            raise ValueError(f"guidance_rescale must lie in [0, 1] (0: plain guidance), got {guidance_rescale}")
+        model.guidance_rescale = guidance_rescale
+    try:
+        x = model.sample(len(texts), steps=steps, y=ids, guidance=guidance, generator=generator(seed),
+                         batch_size=batch_size)
+    finally:
+        model.guidance_rescale = own
     return to_unit(x)
 
 
@@ -163,7 +173,8 @@ def attribute_agreement(x: torch.Tensor, batch: list[tuple[str, int, dict]], thr
 class TextToImage(Recipe):
     """A text-conditioned U-Net diffusion model of MNIST with CLIP's frozen text encoder."""
 
-    name, version = "text2image-diffusion", 2  # 1: all four ordinal phrasings in training; 2: held out "a digit after"
+    # version 1: all four ordinal phrasings in training; 2: new held-out ordinal templates (the stored table)
+    name, version = "text2image-diffusion", 2
     chapter, cost = "applications", "2.5-3.5 min training, 1 min evaluation, after mnist-clip"
     smoke_settings = dict(steps=3, batch_size=16, eval_n=4, sweep_n=2, captions_per_image=1)
     net: TextUNetConfig = field(default_factory=lambda: TextUNetConfig(
